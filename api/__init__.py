@@ -1,0 +1,1 @@
+"""The HTTP API (Litestar), its authentication and the ``carehub`` command line."""

@@ -1,0 +1,104 @@
+"""The Litestar application factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Litestar, Request
+from litestar.datastructures import State
+from litestar.middleware.rate_limit import RateLimitConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.stores.memory import MemoryStore
+from litestar.stores.redis import RedisStore
+
+from api.auth import PUBLIC, AuthMiddleware
+from api.controllers.audit import AuditController
+from api.controllers.auth import AuthController
+from api.controllers.health import healthz, readyz
+from api.controllers.network import InvitationController, NetworkController
+from api.controllers.patients import PatientController
+from api.controllers.users import UserController
+from api.deps import DEPENDENCIES
+from api.errors import EXCEPTION_HANDLERS
+from api.hub import Hub
+from core.settings import Settings, get_settings
+
+VERSION = "0.1.0"
+
+
+def _opt(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    handler = request.scope.get("route_handler")
+    return handler.opt if handler is not None else {}
+
+
+def _is_token_endpoint(request: Request[Any, Any, Any]) -> bool:
+    return bool(_opt(request).get("token_endpoint"))
+
+
+def _is_api_call(request: Request[Any, Any, Any]) -> bool:
+    opt = _opt(request)
+    return not opt.get(PUBLIC) and not opt.get("rate_limit_exempt")
+
+
+def _rate_limits(settings: Settings) -> list[RateLimitConfig]:
+    return [
+        RateLimitConfig(
+            rate_limit=("minute", settings.rate_limit_token_per_minute),
+            store="rate_limit_token",
+            check_throttle_handler=_is_token_endpoint,
+            exclude=["/schema"],
+        ),
+        RateLimitConfig(
+            rate_limit=("minute", settings.rate_limit_api_per_minute),
+            store="rate_limit_api",
+            check_throttle_handler=_is_api_call,
+            exclude=["/schema"],
+        ),
+    ]
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or get_settings()
+    hub = Hub.create(settings)
+    if hub.redis is not None:
+        stores: dict[str, Any] = {
+            name: RedisStore(hub.redis, namespace=f"carehub:{name}", handle_client_shutdown=False)
+            for name in ("rate_limit_token", "rate_limit_api")
+        }
+    else:
+        stores = {"rate_limit_token": MemoryStore(), "rate_limit_api": MemoryStore()}
+    openapi = OpenAPIConfig(
+        title="carehub API",
+        version=VERSION,
+        description="Care coordination hub for a regional health network. Errors are RFC 9457 problem+json.",
+        path="/schema",
+        render_plugins=[SwaggerRenderPlugin()],
+        components=Components(
+            security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")}
+        ),
+        security=[{"bearer": []}],
+    )
+    return Litestar(
+        route_handlers=[
+            healthz,
+            readyz,
+            AuthController,
+            NetworkController,
+            InvitationController,
+            UserController,
+            PatientController,
+            AuditController,
+        ],
+        dependencies=DEPENDENCIES,
+        middleware=[*(c.middleware for c in _rate_limits(settings)), AuthMiddleware],
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=openapi,
+        state=State({"hub": hub}),
+        stores=stores,
+        on_startup=[hub.start],
+        on_shutdown=[hub.stop],
+        request_max_body_size=settings.max_body_bytes,
+        debug=False,
+    )

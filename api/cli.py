@@ -1,0 +1,205 @@
+"""The ``carehub`` command: migrate, seed, serve, mint tokens, bootstrap a network."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import os
+import sys
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy import select
+
+from core.settings import Settings, SettingsError, load_settings
+
+
+def _fail(message: str, code: int = 2) -> int:
+    print(f"carehub: {message}", file=sys.stderr)
+    return code
+
+
+def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
+    from core import migrate
+
+    migrate.upgrade(settings)
+    role = asyncio.run(migrate.grant_app_role(settings))
+    print("database schema is up to date" + (f"; application role '{role}' granted data access" if role else ""))
+    return 0
+
+
+async def _seed(settings: Settings) -> list[object]:
+    from api.hub import Hub
+    from core import demo
+
+    hub = Hub.create(settings)
+    try:
+        return list(await demo.seed(hub.db))
+    finally:
+        await hub.stop()
+
+
+def _print_logins(settings: Settings, logins: Sequence[object]) -> None:
+    from core.demo import DEMO_PASSWORD, USERS
+
+    base = f"http://{settings.host}:{settings.port}"
+    print(f"\ncarehub demo network at {base}  (API docs: {base}/schema)")
+    print(f"Every demo user's password is: {DEMO_PASSWORD}")
+    for email, _name, tenant, roles in USERS:
+        print(f"  {email:34} tenant={tenant or '(network)':18} roles={','.join(roles) or 'network_admin'}")
+    print("\nGet a token, e.g.:")
+    print(f"  curl -s {base}/api/v1/auth/token -H 'content-type: application/json' \\")
+    print(f'       -d \'{{"email": "dr.lee@stmarys.example", "password": "{DEMO_PASSWORD}", "tenant": "st-marys"}}\'\n')
+
+
+def cmd_seed_demo(settings: Settings, _args: argparse.Namespace) -> int:
+    logins = asyncio.run(_seed(settings))
+    print("demo network created" if logins else "a network exists already: demo data not added")
+    return 0
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_level="info",
+        proxy_headers=False,
+    )
+    return 0
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    cmd_db_upgrade(settings, args)
+    asyncio.run(_seed(settings))
+    _print_logins(settings, [])
+    return cmd_serve(settings, args)
+
+
+async def _mint(settings: Settings, email: str, tenant_slug: str | None) -> str:
+    from api.hub import Hub
+    from tenants.context import tenant_context
+    from tenants.models import Membership, Tenant, User
+
+    hub = Hub.create(settings)
+    try:
+        async with hub.db() as session:
+            user = await session.scalar(select(User).where(User.email == email.lower()))
+            tenant = await session.scalar(select(Tenant).where(Tenant.slug == tenant_slug)) if tenant_slug else None
+        if user is None or not user.is_active:
+            raise LookupError(f"no active user {email}")
+        if tenant_slug is None:
+            if user.network_role != "network_admin":
+                raise LookupError(f"{email} is not a network administrator: give --tenant")
+            return hub.tokens.issue(user.id, None, user.token_version)[0]
+        if tenant is None:
+            raise LookupError(f"no tenant {tenant_slug}")
+        if tenant.status == "suspended":
+            raise LookupError(f"tenant {tenant_slug} is suspended")
+        with tenant_context(tenant.id):
+            async with hub.db() as session:
+                membership = await session.scalar(
+                    select(Membership).where(Membership.user_id == user.id, Membership.is_active.is_(True))
+                )
+        if membership is None:
+            raise LookupError(f"{email} is not a member of {tenant_slug}")
+        return hub.tokens.issue(user.id, tenant.id, user.token_version)[0]
+    finally:
+        await hub.stop()
+
+
+def cmd_token(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        print(asyncio.run(_mint(settings, args.user, args.tenant)))
+    except LookupError as exc:
+        return _fail(str(exc), 1)
+    return 0
+
+
+async def _init(
+    settings: Settings, network_name: str, network_slug: str, email: str, full_name: str, password: str
+) -> None:
+    from api.hub import Hub
+    from tenants import passwords
+    from tenants.models import Network, User
+
+    hub = Hub.create(settings)
+    try:
+        async with hub.db() as session, session.begin():
+            if await session.scalar(select(Network.id).limit(1)) is not None:
+                raise LookupError("a network exists already")
+            session.add(Network(id=uuid.uuid4(), slug=network_slug, name=network_name))
+            session.add(
+                User(
+                    id=uuid.uuid4(),
+                    email=email.lower(),
+                    full_name=full_name,
+                    password_hash=passwords.hash_password(password),
+                    network_role="network_admin",
+                )
+            )
+    finally:
+        await hub.stop()
+
+
+def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
+    from core.errors import InvalidInput
+    from tenants import passwords
+
+    password = os.environ.get("CAREHUB_INIT_PASSWORD") or getpass.getpass("network administrator password: ")
+    try:
+        passwords.check_strength(password)
+        asyncio.run(_init(settings, args.network_name, args.network_slug, args.email, args.name, password))
+    except (InvalidInput, LookupError) as exc:
+        return _fail(str(exc), 1)
+    print(f"network {args.network_slug} created; {args.email} is its network administrator")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="carehub", description="carehub care coordination hub")
+    sub = parser.add_subparsers(dest="command", required=True)
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
+    db.add_parser("upgrade", help="migrate to the latest schema (as the table owner)").set_defaults(func=cmd_db_upgrade)
+    sub.add_parser("seed-demo", help="add the demo network to an empty database").set_defaults(func=cmd_seed_demo)
+    for name, func, text in (
+        ("serve", cmd_serve, "serve the API"),
+        ("demo", cmd_demo, "migrate, seed the demo network, print logins and serve"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--host")
+        p.add_argument("--port", type=int)
+        p.set_defaults(func=func)
+    token = sub.add_parser("token", help="mint an access token for a user (operators, scripts)")
+    token.add_argument("--user", required=True, help="the user's email")
+    token.add_argument("--tenant", help="tenant slug (leave out for a network administrator)")
+    token.set_defaults(func=cmd_token)
+    init = sub.add_parser(
+        "init",
+        help="create the network and its first network administrator (password from CAREHUB_INIT_PASSWORD or a prompt)",
+    )
+    init.add_argument("--network-name", required=True)
+    init.add_argument("--network-slug", required=True)
+    init.add_argument("--email", required=True)
+    init.add_argument("--name", required=True, help="the administrator's full name")
+    init.set_defaults(func=cmd_init)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        return _fail(f"configuration error: {exc}")
+    result: int = args.func(settings, args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

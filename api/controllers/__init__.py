@@ -1,0 +1,1 @@
+"""One controller per resource; each is thin and calls one service function."""

@@ -1,0 +1,84 @@
+"""The tenant's audit log (tenant administrators, read only)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, get
+from litestar.params import FromQuery, QueryParameter
+
+from api.deps import Caller, Db, Limit, Offset, PageInfo, next_offset
+from core import audit
+from core.errors import InvalidInput
+
+
+class AuditEventOut(msgspec.Struct):
+    id: uuid.UUID
+    at: datetime
+    actor_user_id: uuid.UUID | None
+    actor_roles: list[str]
+    patient_id: uuid.UUID | None
+    action: str
+    resource_type: str
+    resource_id: str | None
+    outcome: str
+    reason: str | None
+    detail: dict[str, Any] | None
+
+
+class AuditPage(msgspec.Struct):
+    items: list[AuditEventOut]
+    page: PageInfo
+
+
+class AuditController(Controller):
+    path = "/api/v1/audit-events"
+    tags = ["audit"]
+
+    @get("/", summary="The tenant's audit events, newest first")
+    async def list(
+        self,
+        session: Db,
+        principal: Caller,
+        patient_id: FromQuery[uuid.UUID | None] = None,
+        actor_user_id: FromQuery[uuid.UUID | None] = None,
+        action: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        since: FromQuery[datetime | None] = None,
+        until: FromQuery[datetime | None] = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> AuditPage:
+        principal.require("audit", "read")
+        for name, value in (("since", since), ("until", until)):
+            if value is not None and value.tzinfo is None:
+                raise InvalidInput(f"{name} needs a timezone (e.g. 2026-11-24T08:00:00Z)", field=name)
+        events = await audit.list_events(
+            session,
+            patient_id=patient_id,
+            actor_user_id=actor_user_id,
+            action=action,
+            since=since,
+            until=until,
+            limit=limit,
+            offset=offset,
+        )
+        items = [
+            AuditEventOut(
+                id=e.id,
+                at=e.at,
+                actor_user_id=e.actor_user_id,
+                actor_roles=list(e.actor_roles),
+                patient_id=e.patient_id,
+                action=e.action,
+                resource_type=e.resource_type,
+                resource_id=e.resource_id,
+                outcome=e.outcome,
+                reason=e.reason,
+                detail=e.detail,
+            )
+            for e in events
+        ]
+        return AuditPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))

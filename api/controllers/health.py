@@ -1,0 +1,41 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import get
+from litestar.datastructures import State
+from litestar.response import Response
+from sqlalchemy import text
+
+from api.hub import Hub
+
+OPT = {"public": True, "rate_limit_exempt": True}
+
+
+@get("/healthz", opt=OPT, tags=["health"], summary="The process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@get("/readyz", opt=OPT, tags=["health"], summary="The database and the job broker are reachable")
+async def readyz(state: State) -> Response[dict[str, Any]]:
+    hub: Hub = state.hub
+    checks: dict[str, str] = {}
+    try:
+        async with hub.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+    if hub.redis is not None:
+        try:
+            await hub.redis.ping()
+            checks["broker"] = "ok (redis)"
+        except Exception as exc:
+            checks["broker"] = f"unreachable: {type(exc).__name__}"
+    else:
+        checks["broker"] = "ok (in-process)"
+    ready = all(v.startswith("ok") for v in checks.values())
+    return Response({"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503)

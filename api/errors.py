@@ -1,0 +1,110 @@
+"""Every error answers RFC 9457 ``application/problem+json``, naming the offending field where there is one."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_429_TOO_MANY_REQUESTS, HTTP_500_INTERNAL_SERVER_ERROR
+from sqlalchemy.exc import IntegrityError
+
+from core.errors import DomainError, Unauthorized
+
+log = logging.getLogger("carehub.api")
+MEDIA_TYPE = "application/problem+json"
+_MSGSPEC_PATH = re.compile(r"\s*-\s*at `\$(?P<path>[^`]*)`$")
+_UNKNOWN_FIELD = re.compile(r"unknown field `(?P<name>[^`]+)`")
+_REQUIRED_FIELD = re.compile(r"missing required field `(?P<name>[^`]+)`")
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    errors: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+    request: Request[Any, Any, Any] | None = None,
+) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
+    if request is not None:
+        body["instance"] = request.url.path
+    if errors:
+        body["errors"] = errors
+    return Response(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def _field_error(item: dict[str, Any]) -> dict[str, Any]:
+    """Turn one of Litestar's validation items into ``{field, message, source}`` with a JSON-path-like field."""
+    message = str(item.get("message", "invalid value"))
+    field = str(item.get("key") or "")
+    path_match = _MSGSPEC_PATH.search(message)
+    if path_match:
+        message = message[: path_match.start()]
+        path = path_match.group("path").lstrip(".")
+        if path:
+            field = path
+    for pattern in (_UNKNOWN_FIELD, _REQUIRED_FIELD):
+        name_match = pattern.search(message)
+        if name_match:
+            field = f"{field}.{name_match.group('name')}" if field and field != "body" else name_match.group("name")
+    return {"field": field or "body", "message": message, "source": item.get("source", "body")}
+
+
+def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    errors = [_field_error(item) for item in extra if isinstance(item, dict)]
+    if not errors:
+        errors = [{"field": "body", "message": str(exc.detail), "source": "body"}]
+    fields = ", ".join(e["field"] for e in errors)
+    return problem(400, "Invalid request", f"invalid value for: {fields}", errors=errors, request=request)
+
+
+def http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    if isinstance(exc, ValidationException):
+        return _validation(request, exc)
+    headers = dict(exc.headers or {})
+    if exc.status_code == HTTP_429_TOO_MANY_REQUESTS:
+        headers.setdefault("Retry-After", headers.get("RateLimit-Reset", "60"))
+        return problem(429, "Too many requests", "rate limit exceeded; retry later", headers=headers, request=request)
+    if exc.status_code >= HTTP_500_INTERNAL_SERVER_ERROR:
+        log.error("server error on %s: %s", request.url.path, exc.detail)
+        return problem(exc.status_code, "Server error", "the server could not complete the request", request=request)
+    title = {
+        400: "Bad request",
+        401: "Unauthorized",
+        403: "Forbidden",
+        404: "Not found",
+        405: "Method not allowed",
+        413: "Request body too large",
+    }.get(exc.status_code, "Error")
+    return problem(exc.status_code, title, str(exc.detail), headers=headers, request=request)
+
+
+def domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response[dict[str, Any]]:
+    errors = [{"field": exc.field, "message": exc.detail, "source": "body"}] if exc.field else None
+    headers = {"WWW-Authenticate": 'Bearer realm="carehub"'} if isinstance(exc, Unauthorized) else None
+    return problem(exc.status, exc.title, exc.detail, errors=errors, headers=headers, request=request)
+
+
+def integrity_error(request: Request[Any, Any, Any], exc: IntegrityError) -> Response[dict[str, Any]]:
+    log.info("integrity error on %s: %s", request.url.path, exc.orig)
+    return problem(
+        409, "Conflict", "the change conflicts with existing data (a duplicate or a stale reference)", request=request
+    )
+
+
+def unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(500, "Server error", "the server could not complete the request", request=request)
+
+
+EXCEPTION_HANDLERS: dict[Any, Any] = {
+    HTTPException: http_exception,
+    DomainError: domain_error,
+    IntegrityError: integrity_error,
+    Exception: unexpected,
+}

@@ -1,0 +1,82 @@
+"""Access tokens: JWTs signed with HS256 under a key id (``kid``) so that keys can rotate."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import jwt
+
+from core.db import utcnow
+from core.errors import Unauthorized
+from core.settings import Settings
+
+ALGORITHMS = ["HS256"]
+REQUIRED_CLAIMS = ["iss", "aud", "sub", "exp", "nbf", "iat", "jti", "ver"]
+
+
+@dataclass(frozen=True)
+class Claims:
+    user_id: uuid.UUID
+    tenant_id: uuid.UUID | None
+    token_version: int
+
+
+class TokenService:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def issue(self, user_id: uuid.UUID, tenant_id: uuid.UUID | None, token_version: int) -> tuple[str, datetime]:
+        now = utcnow()
+        expires = now + timedelta(seconds=self._settings.jwt_ttl_seconds)
+        claims = {
+            "iss": self._settings.jwt_issuer,
+            "aud": self._settings.jwt_audience,
+            "sub": str(user_id),
+            "tid": str(tenant_id) if tenant_id else None,
+            "ver": token_version,
+            "iat": now,
+            "nbf": now,
+            "exp": expires,
+            "jti": uuid.uuid4().hex,
+        }
+        kid = self._settings.jwt_active_kid
+        token = jwt.encode(claims, self._settings.jwt_keys[kid], algorithm="HS256", headers={"kid": kid})
+        return token, expires
+
+    def verify(self, token: str) -> Claims:
+        """Check signature, algorithm, issuer, audience and times; every registered claim is required.
+
+        Raises:
+            Unauthorized: with the reason, for any defect.
+        """
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"malformed token: {exc}") from None
+        kid = header.get("kid")
+        key = self._settings.jwt_keys.get(kid) if isinstance(kid, str) else None
+        if key is None:
+            raise Unauthorized("token signed with an unknown key")
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=ALGORITHMS,
+                audience=self._settings.jwt_audience,
+                issuer=self._settings.jwt_issuer,
+                leeway=self._settings.jwt_leeway_seconds,
+                options={"require": REQUIRED_CLAIMS},
+            )
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("token expired") from None
+        except jwt.PyJWTError as exc:
+            raise Unauthorized(f"invalid token: {exc}") from None
+        try:
+            user_id = uuid.UUID(claims["sub"])
+            tenant_id = uuid.UUID(claims["tid"]) if claims.get("tid") else None
+            version = int(claims["ver"])
+        except (ValueError, TypeError, KeyError):
+            raise Unauthorized("invalid token: bad subject, tenant or version claim") from None
+        return Claims(user_id=user_id, tenant_id=tenant_id, token_version=version)

@@ -1,0 +1,1 @@
+"""carehub core domain: patients, care coordination, consent, audit and events."""

@@ -1,0 +1,91 @@
+"""Role permissions, decided by Casbin's RBAC-with-domains model (domains are tenants).
+
+Permission rules (``p``: role, domain, object, action) live in the ``casbin_rules`` table and are loaded
+at start-up. Role assignments (``g``: user, role, domain) live in the memberships table; the request's
+membership, read fresh from the database on every request, is synchronised into the enforcer before the
+check, so a role change takes effect on the next request in every process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import casbin
+from casbin.persist.adapter import Adapter
+from sqlalchemy import Integer, String, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db import Base
+
+MODEL_PATH = Path(__file__).with_name("rbac_model.conf")
+
+# The shipped permission set, written by the migrations. Tenants may add rows for their own domain.
+DEFAULT_POLICIES: tuple[tuple[str, str, str, str], ...] = (
+    ("network_admin", "network", "tenants", "*"),
+    ("network_admin", "network", "network_audit", "read"),
+    ("tenant_admin", "*", "patients", "*"),
+    ("tenant_admin", "*", "users", "*"),
+    ("tenant_admin", "*", "audit", "read"),
+    ("care_manager", "*", "patients", "*"),
+    ("clinician", "*", "patients", "read"),
+    ("clinician", "*", "patients", "write"),
+    ("chw", "*", "patients", "read"),
+    ("partner_staff", "*", "patients", "read"),
+    ("partner_staff", "*", "patients", "write"),
+)
+
+
+class CasbinRule(Base):
+    __tablename__ = "casbin_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ptype: Mapped[str] = mapped_column(String(8))
+    v0: Mapped[str] = mapped_column(String(255), default="")
+    v1: Mapped[str] = mapped_column(String(255), default="")
+    v2: Mapped[str] = mapped_column(String(255), default="")
+    v3: Mapped[str] = mapped_column(String(255), default="")
+    v4: Mapped[str] = mapped_column(String(255), default="")
+    v5: Mapped[str] = mapped_column(String(255), default="")
+
+
+class _RowsAdapter(Adapter):  # type: ignore[misc]
+    """Feeds rows already read from ``casbin_rules`` into a model (Casbin's adapters are synchronous)."""
+
+    def __init__(self, rows: Sequence[Sequence[str]]) -> None:
+        self._rows = rows
+
+    def load_policy(self, model: casbin.Model) -> None:
+        for row in self._rows:
+            values = [v for v in row if v]
+            ptype = values[0]
+            model.add_policy(ptype[0], ptype, values[1:])
+
+
+async def load_rules(session: AsyncSession) -> list[tuple[str, ...]]:
+    rows = await session.execute(
+        select(
+            CasbinRule.ptype, CasbinRule.v0, CasbinRule.v1, CasbinRule.v2, CasbinRule.v3, CasbinRule.v4, CasbinRule.v5
+        ).order_by(CasbinRule.id)
+    )
+    return [tuple(r) for r in rows.all()]
+
+
+class Authorizer:
+    """The role decision point."""
+
+    def __init__(self, rules: Sequence[Sequence[str]]) -> None:
+        self._enforcer = casbin.Enforcer(str(MODEL_PATH), _RowsAdapter(rules))
+
+    def sync_roles(self, user: str, domain: str, roles: Iterable[str]) -> None:
+        """Make the user's roles in ``domain`` equal ``roles`` (from the membership just read)."""
+        wanted = set(roles)
+        held = set(self._enforcer.get_roles_for_user_in_domain(user, domain))
+        for role in held - wanted:
+            self._enforcer.delete_roles_for_user_in_domain(user, role, domain)
+        for role in wanted - held:
+            self._enforcer.add_role_for_user_in_domain(user, role, domain)
+
+    def allows(self, user: str, domain: str, obj: str, act: str) -> bool:
+        return bool(self._enforcer.enforce(user, domain, obj, act))

@@ -1,0 +1,42 @@
+"""Domain errors; the API maps each to an RFC 9457 problem response."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base class: ``status`` is the HTTP status the API answers with."""
+
+    status = 400
+    title = "Bad request"
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+
+
+class NotFound(DomainError):
+    """Missing, or another tenant's (the two are indistinguishable on purpose)."""
+
+    status = 404
+    title = "Not found"
+
+
+class Conflict(DomainError):
+    status = 409
+    title = "Conflict"
+
+
+class Forbidden(DomainError):
+    status = 403
+    title = "Forbidden"
+
+
+class Unauthorized(DomainError):
+    status = 401
+    title = "Unauthorized"
+
+
+class InvalidInput(DomainError):
+    status = 422
+    title = "Invalid input"

@@ -1,0 +1,1 @@
+"""Patients: the tenant-local patient record."""

@@ -1,0 +1,74 @@
+"""Input and output shapes of patient records (msgspec structs, unknown fields refused)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+Sex = Literal["female", "male", "other", "unknown"]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+Mrn = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._\-]+$")]
+Phone = Annotated[str, msgspec.Meta(min_length=3, max_length=32, pattern=r"^[0-9+()\-. ]+$")]
+Email = Annotated[str, msgspec.Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+Language = Annotated[str, msgspec.Meta(min_length=2, max_length=35, pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")]
+Short = Annotated[str, msgspec.Meta(max_length=100)]
+
+
+class Address(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    line: list[Annotated[str, msgspec.Meta(max_length=200)]] = msgspec.field(default_factory=list)
+    city: Short | None = None
+    state: Short | None = None
+    postal_code: Annotated[str, msgspec.Meta(max_length=20)] | None = None
+    country: Annotated[str, msgspec.Meta(max_length=2, min_length=2)] | None = None
+
+
+class Identifier(msgspec.Struct, forbid_unknown_fields=True):
+    system: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    value: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+
+
+class PatientCreate(msgspec.Struct, forbid_unknown_fields=True):
+    mrn: Mrn
+    given_name: Name
+    family_name: Name
+    birth_date: date
+    sex: Sex
+    phone: Phone | None = None
+    email: Email | None = None
+    address: Address | None = None
+    language: Language | None = None
+    identifiers: Annotated[list[Identifier], msgspec.Meta(max_length=20)] = msgspec.field(default_factory=list)
+
+
+class PatientUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    """A partial update: fields left out keep their value; ``null`` clears an optional field."""
+
+    given_name: Name | msgspec.UnsetType = msgspec.UNSET
+    family_name: Name | msgspec.UnsetType = msgspec.UNSET
+    birth_date: date | msgspec.UnsetType = msgspec.UNSET
+    sex: Sex | msgspec.UnsetType = msgspec.UNSET
+    phone: Phone | msgspec.UnsetType | None = msgspec.UNSET
+    email: Email | msgspec.UnsetType | None = msgspec.UNSET
+    address: Address | msgspec.UnsetType | None = msgspec.UNSET
+    language: Language | msgspec.UnsetType | None = msgspec.UNSET
+    identifiers: Annotated[list[Identifier], msgspec.Meta(max_length=20)] | msgspec.UnsetType = msgspec.UNSET
+
+
+class PatientOut(msgspec.Struct):
+    id: uuid.UUID
+    mrn: str
+    given_name: str
+    family_name: str
+    birth_date: date
+    sex: str
+    phone: str | None
+    email: str | None
+    address: Address | None
+    language: str | None
+    identifiers: list[Identifier]
+    active: bool
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,241 @@
+"""Patient records within the caller's tenant. Every read and write is audited in its transaction."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+
+import msgspec
+from sqlalchemy import func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core import audit, outbox
+from core.db import utcnow
+from core.errors import Conflict, InvalidInput, NotFound
+from core.patients.models import Patient, PatientIdentifier
+from core.patients.schemas import Address, Identifier, PatientCreate, PatientOut, PatientUpdate
+from core.principal import Principal
+
+RESOURCE = "Patient"
+
+
+def to_out(patient: Patient) -> PatientOut:
+    return PatientOut(
+        id=patient.id,
+        mrn=patient.mrn,
+        given_name=patient.given_name,
+        family_name=patient.family_name,
+        birth_date=patient.birth_date,
+        sex=patient.sex,
+        phone=patient.phone,
+        email=patient.email,
+        address=msgspec.convert(patient.address, Address) if patient.address else None,
+        language=patient.language,
+        identifiers=[Identifier(system=i.system, value=i.value) for i in patient.identifiers],
+        active=patient.active,
+        created_at=patient.created_at,
+        updated_at=patient.updated_at,
+    )
+
+
+def _check_birth_date(birth_date: date) -> None:
+    if birth_date > date.today():
+        raise InvalidInput("birth_date is in the future", field="birth_date")
+    if birth_date.year < 1880:
+        raise InvalidInput("birth_date is before 1880", field="birth_date")
+
+
+def _check_identifiers(identifiers: list[Identifier]) -> None:
+    seen: set[tuple[str, str]] = set()
+    for index, ident in enumerate(identifiers):
+        key = (ident.system, ident.value)
+        if key in seen:
+            raise InvalidInput("identifier listed twice", field=f"identifiers[{index}]")
+        seen.add(key)
+
+
+async def _identifier_taken(
+    session: AsyncSession, identifiers: list[Identifier], except_patient: uuid.UUID | None = None
+) -> None:
+    for index, ident in enumerate(identifiers):
+        query = select(PatientIdentifier.patient_id).where(
+            PatientIdentifier.system == ident.system, PatientIdentifier.value == ident.value
+        )
+        owner = await session.scalar(query)
+        if owner is not None and owner != except_patient:
+            raise Conflict(
+                f"identifier {ident.system}|{ident.value} belongs to another patient", field=f"identifiers[{index}]"
+            )
+
+
+def _address(value: Address | None) -> dict[str, object] | None:
+    return msgspec.to_builtins(value) if value is not None else None
+
+
+async def create(session: AsyncSession, principal: Principal, data: PatientCreate) -> PatientOut:
+    principal.require("patients", "write")
+    _check_birth_date(data.birth_date)
+    _check_identifiers(data.identifiers)
+    if await session.scalar(select(Patient.id).where(Patient.mrn == data.mrn)) is not None:
+        raise Conflict(f"a patient with MRN {data.mrn} already exists", field="mrn")
+    await _identifier_taken(session, data.identifiers)
+    patient = Patient(
+        id=uuid.uuid4(),
+        mrn=data.mrn,
+        given_name=data.given_name,
+        family_name=data.family_name,
+        birth_date=data.birth_date,
+        sex=data.sex,
+        phone=data.phone,
+        email=data.email,
+        address=_address(data.address),
+        language=data.language,
+        identifiers=[PatientIdentifier(system=i.system, value=i.value) for i in data.identifiers],
+    )
+    session.add(patient)
+    audit.record(
+        session,
+        principal.actor,
+        action="patient.create",
+        resource_type=RESOURCE,
+        resource_id=patient.id,
+        patient_id=patient.id,
+    )
+    outbox.emit(session, "patient.created", {"patient_id": str(patient.id)}, aggregate_id=patient.id)
+    await session.flush()
+    return to_out(patient)
+
+
+async def _load(session: AsyncSession, principal: Principal, patient_id: uuid.UUID, action: str) -> Patient:
+    patient = await session.get(Patient, patient_id)
+    if patient is None:
+        audit.record_failure(
+            session, principal.actor, action=action, resource_type=RESOURCE, resource_id=patient_id, outcome="not_found"
+        )
+        raise NotFound("patient not found")
+    return patient
+
+
+async def read(session: AsyncSession, principal: Principal, patient_id: uuid.UUID) -> PatientOut:
+    principal.require("patients", "read")
+    patient = await _load(session, principal, patient_id, "patient.read")
+    audit.record(
+        session,
+        principal.actor,
+        action="patient.read",
+        resource_type=RESOURCE,
+        resource_id=patient.id,
+        patient_id=patient.id,
+    )
+    return to_out(patient)
+
+
+async def update(
+    session: AsyncSession, principal: Principal, patient_id: uuid.UUID, changes: PatientUpdate
+) -> PatientOut:
+    principal.require("patients", "write")
+    patient = await _load(session, principal, patient_id, "patient.update")
+    changed: list[str] = []
+    for field in changes.__struct_fields__:
+        value = getattr(changes, field)
+        if value is msgspec.UNSET:
+            continue
+        if field in ("given_name", "family_name", "sex") and value is None:
+            raise InvalidInput(f"{field} cannot be empty", field=field)
+        if field == "birth_date":
+            _check_birth_date(value)
+        if field == "identifiers":
+            _check_identifiers(value)
+            await _identifier_taken(session, value, except_patient=patient.id)
+            patient.identifiers = [PatientIdentifier(system=i.system, value=i.value) for i in value]
+            # Let the removed identifiers go before the new ones claim their unique keys.
+            await session.flush()
+        elif field == "address":
+            patient.address = _address(value)
+        else:
+            setattr(patient, field, value)
+        changed.append(field)
+    if changed:
+        patient.updated_at = utcnow()
+    audit.record(
+        session,
+        principal.actor,
+        action="patient.update",
+        resource_type=RESOURCE,
+        resource_id=patient.id,
+        patient_id=patient.id,
+        detail={"fields": changed},
+    )
+    outbox.emit(session, "patient.updated", {"patient_id": str(patient.id), "fields": changed}, aggregate_id=patient.id)
+    await session.flush()
+    return to_out(patient)
+
+
+async def deactivate(session: AsyncSession, principal: Principal, patient_id: uuid.UUID) -> PatientOut:
+    principal.require("patients", "deactivate")
+    patient = await _load(session, principal, patient_id, "patient.deactivate")
+    if patient.active:
+        patient.active = False
+        patient.deactivated_at = utcnow()
+        outbox.emit(session, "patient.deactivated", {"patient_id": str(patient.id)}, aggregate_id=patient.id)
+    audit.record(
+        session,
+        principal.actor,
+        action="patient.deactivate",
+        resource_type=RESOURCE,
+        resource_id=patient.id,
+        patient_id=patient.id,
+    )
+    await session.flush()
+    return to_out(patient)
+
+
+async def search(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    name: str | None = None,
+    birth_date: date | None = None,
+    identifier: str | None = None,
+    include_inactive: bool = False,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[PatientOut]:
+    """Patients matching every given criterion; ``name`` matches the start of given or family name,
+    ``identifier`` is ``value`` or ``system|value`` and also matches the MRN."""
+    principal.require("patients", "read")
+    query = select(Patient)
+    if not include_inactive:
+        query = query.where(Patient.active.is_(True))
+    if name:
+        for part in name.split():
+            pattern = part.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            query = query.where(
+                or_(
+                    func.lower(Patient.given_name).like(pattern, escape="\\"),
+                    func.lower(Patient.family_name).like(pattern, escape="\\"),
+                )
+            )
+    if birth_date:
+        query = query.where(Patient.birth_date == birth_date)
+    if identifier:
+        system, sep, value = identifier.rpartition("|")
+        ident_query = select(PatientIdentifier.patient_id).where(PatientIdentifier.value == value)
+        if sep and system:
+            ident_query = ident_query.where(PatientIdentifier.system == system)
+        conditions = [Patient.id.in_(ident_query)]
+        if not sep or system in ("", "mrn"):
+            conditions.append(Patient.mrn == value)
+        query = query.where(or_(*conditions))
+    query = query.order_by(Patient.family_name, Patient.given_name, Patient.id).limit(limit).offset(offset)
+    patients = list((await session.scalars(query)).all())
+    for patient in patients:
+        audit.record(
+            session,
+            principal.actor,
+            action="patient.search",
+            resource_type=RESOURCE,
+            resource_id=patient.id,
+            patient_id=patient.id,
+        )
+    return [to_out(p) for p in patients]

@@ -1,0 +1,26 @@
+"""Every table of carehub, for migrations and the schema drift check."""
+
+from __future__ import annotations
+
+from sqlalchemy import MetaData
+
+from core import audit, authz, outbox
+from core.db import Base
+from core.patients import models as patient_models
+from tenants import models as tenant_models
+from tenants.isolation import TenantOwned
+
+_MODULES = (audit, authz, outbox, patient_models, tenant_models)
+
+
+def metadata() -> MetaData:
+    return Base.metadata
+
+
+def tenant_owned_tables() -> list[str]:
+    """Names of the tables whose rows belong to one tenant (protected by row-level security)."""
+    return sorted(
+        mapper.local_table.name  # type: ignore[union-attr]
+        for mapper in Base.registry.mappers
+        if issubclass(mapper.class_, TenantOwned)
+    )

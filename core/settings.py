@@ -1,0 +1,115 @@
+"""Settings read from ``CAREHUB_*`` environment variables and validated at start-up."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+DEV_JWT_KEY = "dev-only-key-change-me-in-production-0123456789"
+
+
+class SettingsError(Exception):
+    """A setting has a bad value; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    """All runtime configuration of a carehub process."""
+
+    model_config = SettingsConfigDict(env_prefix="CAREHUB_", extra="ignore", frozen=True)
+
+    env: Literal["development", "production", "test"] = "development"
+    database_url: str = "sqlite+aiosqlite:///var/carehub.sqlite3"
+    # Migrations run as the owner of the tables; the application connects as a role that is not.
+    migration_database_url: str | None = None
+    redis_url: str | None = None
+    jwt_issuer: str = "carehub"
+    jwt_audience: str = "carehub-api"
+    # JSON object of key id -> secret; the active key signs, every listed key verifies (rotation).
+    jwt_keys: dict[str, str] = Field(default_factory=lambda: {"dev": DEV_JWT_KEY})
+    jwt_active_kid: str = "dev"
+    jwt_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    password_time_cost: int = Field(default=3, ge=1, le=10)
+    password_memory_kib: int = Field(default=65536, ge=64, le=1048576)
+    invitation_ttl_hours: int = Field(default=72, ge=1, le=720)
+    rate_limit_token_per_minute: int = Field(default=10, ge=1)
+    rate_limit_api_per_minute: int = Field(default=600, ge=1)
+    max_body_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000)
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+
+    @field_validator("database_url", "migration_database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            url = make_url(value)
+        except Exception as exc:
+            raise ValueError(f"not a database URL ({exc})") from exc
+        if url.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+            raise ValueError(f"unsupported driver {url.drivername!r}; use sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value or None
+
+    @field_validator("jwt_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError('must be a JSON object such as {"2026-11": "secret"}') from exc
+        return value
+
+    @model_validator(mode="after")
+    def _check_keys(self) -> Settings:
+        if not self.jwt_keys:
+            raise ValueError("CAREHUB_JWT_KEYS: at least one key is needed")
+        if self.jwt_active_kid not in self.jwt_keys:
+            raise ValueError(f"CAREHUB_JWT_ACTIVE_KID: {self.jwt_active_kid!r} is not a key id in CAREHUB_JWT_KEYS")
+        for kid, secret in self.jwt_keys.items():
+            if len(secret.encode()) < 32:
+                raise ValueError(f"CAREHUB_JWT_KEYS: key {kid!r} is shorter than 32 bytes")
+        if self.env == "production" and DEV_JWT_KEY in self.jwt_keys.values():
+            raise ValueError("CAREHUB_JWT_KEYS: the development key must not be used in production")
+        return self
+
+    @property
+    def owner_database_url(self) -> str:
+        """URL that migrations use (the table owner)."""
+        return self.migration_database_url or self.database_url
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, raising one clear :class:`SettingsError` on a bad value."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = first["loc"]
+        message = first["msg"].removeprefix("Value error, ")
+        if loc:
+            name = "CAREHUB_" + str(loc[0]).upper()
+            raise SettingsError(f"{name}: {message}") from None
+        raise SettingsError(message) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,1 @@
+"""Bundled plugins; each imports only ``plugin_sdk``."""

@@ -1,0 +1,1 @@
+"""The network, its tenants (facilities and partners), users, memberships and tenant isolation."""

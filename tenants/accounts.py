@@ -1,0 +1,111 @@
+"""Sign-in, resolving a token's caller, sign-out and password change."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core import audit
+from core.errors import Forbidden, InvalidInput, Unauthorized
+from tenants import passwords
+from tenants.context import tenant_context
+from tenants.models import Membership, Tenant, User
+
+ACTIVE_STATUSES = ("pending", "active")
+BAD_LOGIN = "email, password or tenant is wrong"
+
+
+@dataclass(frozen=True)
+class Caller:
+    user_id: uuid.UUID
+    email: str
+    full_name: str
+    tenant_id: uuid.UUID | None
+    roles: tuple[str, ...]
+    token_version: int
+
+
+async def _membership_roles(
+    db: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID, user_id: uuid.UUID
+) -> tuple[str, ...] | None:
+    with tenant_context(tenant_id):
+        async with db() as session:
+            membership = await session.scalar(
+                select(Membership).where(Membership.user_id == user_id, Membership.is_active.is_(True))
+            )
+            return tuple(membership.roles) if membership else None
+
+
+async def sign_in(db: async_sessionmaker[AsyncSession], email: str, password: str, tenant_slug: str | None) -> Caller:
+    """Check the credentials and the membership the token will be scoped to.
+
+    Raises:
+        Unauthorized: wrong email, password, tenant, or no membership there (one message for all).
+        Forbidden: the tenant is suspended.
+    """
+    async with db() as session:
+        user = await session.scalar(select(User).where(User.email == email.strip().lower()))
+        tenant = await session.scalar(select(Tenant).where(Tenant.slug == tenant_slug)) if tenant_slug else None
+    ok = passwords.verify_password(user.password_hash if user else None, password)
+    if user is None or not ok or not user.is_active:
+        raise Unauthorized(BAD_LOGIN)
+    if tenant_slug is None:
+        if user.network_role != "network_admin":
+            raise InvalidInput("tenant is required for users who are not network administrators", field="tenant")
+        return Caller(user.id, user.email, user.full_name, None, ("network_admin",), user.token_version)
+    if tenant is None:
+        raise Unauthorized(BAD_LOGIN)
+    roles = await _membership_roles(db, tenant.id, user.id)
+    if not roles:
+        raise Unauthorized(BAD_LOGIN)
+    if tenant.status not in ACTIVE_STATUSES:
+        raise Forbidden(f"tenant {tenant.slug} is {tenant.status}")
+    return Caller(user.id, user.email, user.full_name, tenant.id, roles, user.token_version)
+
+
+async def resolve(
+    db: async_sessionmaker[AsyncSession], user_id: uuid.UUID, tenant_id: uuid.UUID | None, token_version: int
+) -> Caller:
+    """Re-check, on every request, that the token's user, tenant and membership still stand."""
+    async with db() as session:
+        user = await session.get(User, user_id)
+        tenant = await session.get(Tenant, tenant_id) if tenant_id else None
+    if user is None or not user.is_active:
+        raise Unauthorized("the token's user no longer exists or is disabled")
+    if user.token_version != token_version:
+        raise Unauthorized("the token was revoked (signed out or password changed)")
+    if tenant_id is None:
+        if user.network_role != "network_admin":
+            raise Unauthorized("the token is no longer valid for the network")
+        return Caller(user.id, user.email, user.full_name, None, ("network_admin",), user.token_version)
+    if tenant is None:
+        raise Unauthorized("the token's tenant no longer exists")
+    if tenant.status not in ACTIVE_STATUSES:
+        raise Forbidden(f"tenant {tenant.slug} is {tenant.status}")
+    roles = await _membership_roles(db, tenant.id, user.id)
+    if not roles:
+        raise Unauthorized("the token's membership was removed")
+    return Caller(user.id, user.email, user.full_name, tenant.id, roles, user.token_version)
+
+
+async def revoke_tokens(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """Sign out everywhere: every token issued so far stops working."""
+    user = await session.get(User, user_id)
+    if user is not None:
+        user.token_version += 1
+
+
+async def change_password(
+    session: AsyncSession, actor: audit.Actor, user_id: uuid.UUID, current: str, new: str
+) -> None:
+    user = await session.get(User, user_id)
+    if user is None or not passwords.verify_password(user.password_hash, current):
+        raise InvalidInput("current_password is wrong", field="current_password")
+    passwords.check_strength(new, "new_password")
+    if current == new:
+        raise InvalidInput("new_password must differ from the current one", field="new_password")
+    user.password_hash = passwords.hash_password(new)
+    user.token_version += 1

@@ -1,0 +1,107 @@
+"""Tenant isolation, enforced twice.
+
+1. In the ORM: every SELECT, UPDATE and DELETE that touches a :class:`TenantOwned` model gets
+   ``tenant_id = <current tenant>`` added (``with_loader_criteria``, aliases included); new rows get
+   the current tenant and may not name another. Without a tenant context, :class:`NoTenantContext`.
+2. In PostgreSQL: each transaction starts with ``set_config('app.tenant_id', ..., true)`` (transaction
+   local, so a pooled connection never carries it into the next request) and the row-level security
+   policies installed by the migrations reject other tenants' rows, also for raw SQL.
+
+The only way around both is :func:`tenants.context.network_scope`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy import ForeignKey, event, text
+from sqlalchemy.orm import (
+    Mapped,
+    ORMExecuteState,
+    Session,
+    declared_attr,
+    mapped_column,
+    with_loader_criteria,
+)
+
+from tenants.context import NoTenantContext, get_tenant_id, network_scope_reason
+
+_BEGUN_TENANT = "carehub.tenant_at_begin"
+_BEGUN_SCOPE = "carehub.network_scope_at_begin"
+
+
+class TenantOwned:
+    """Mixin for rows that belong to exactly one tenant."""
+
+    @declared_attr
+    def tenant_id(cls) -> Mapped[uuid.UUID]:
+        return mapped_column(ForeignKey("tenants.id", ondelete="RESTRICT"), index=True, nullable=False)
+
+
+def _touches_tenant_data(state: ORMExecuteState) -> bool:
+    try:
+        mappers = state.all_mappers
+    except Exception:
+        return False
+    return any(issubclass(m.class_, TenantOwned) for m in mappers)
+
+
+def _check_same_tenant(session: Session) -> None:
+    begun = session.info.get(_BEGUN_TENANT)
+    if _BEGUN_TENANT in session.info and begun != get_tenant_id():
+        raise NoTenantContext("tenant context changed inside a transaction; open a new session")
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _add_tenant_criteria(state: ORMExecuteState) -> None:
+    if not (state.is_select or state.is_update or state.is_delete):
+        return
+    if not _touches_tenant_data(state):
+        return
+    if network_scope_reason() is not None:
+        return
+    tenant_id = get_tenant_id()
+    if tenant_id is None:
+        raise NoTenantContext("query on a tenant-owned model without a tenant context")
+    _check_same_tenant(state.session)
+    state.statement = state.statement.options(
+        with_loader_criteria(TenantOwned, lambda cls: cls.tenant_id == tenant_id, include_aliases=True)
+    )
+
+
+@event.listens_for(Session, "before_flush")
+def _stamp_new_rows(session: Session, _ctx: Any, _instances: Any) -> None:
+    tenant_id = get_tenant_id()
+    for obj in list(session.new) + list(session.dirty):
+        if not isinstance(obj, TenantOwned):
+            continue
+        if tenant_id is None:
+            if network_scope_reason() is not None and obj.tenant_id is not None:
+                continue
+            raise NoTenantContext(f"cannot write {type(obj).__name__} without a tenant context")
+        if obj.tenant_id is None:
+            obj.tenant_id = tenant_id
+        elif obj.tenant_id != tenant_id and network_scope_reason() is None:
+            raise NoTenantContext(f"{type(obj).__name__} belongs to another tenant than the current context")
+
+
+@event.listens_for(Session, "after_begin")
+def _set_database_tenant(session: Session, _transaction: Any, connection: Any) -> None:
+    tenant_id = get_tenant_id()
+    scope = network_scope_reason()
+    session.info[_BEGUN_TENANT] = tenant_id
+    session.info[_BEGUN_SCOPE] = scope
+    if connection.dialect.name != "postgresql":
+        return
+    connection.execute(
+        text("SELECT set_config('app.tenant_id', :tenant, true), set_config('app.network_scope', :scope, true)"),
+        {"tenant": str(tenant_id) if tenant_id else "", "scope": "on" if scope else ""},
+    )
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_tenant(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:
+        session.info.pop(_BEGUN_TENANT, None)
+        session.info.pop(_BEGUN_SCOPE, None)

@@ -1,0 +1,226 @@
+"""Onboarding: network administrators create tenants, invite their first admin, activate and suspend.
+
+Network administrators' requests run inside ``network_scope`` (set by the API for network tokens); their
+actions are audited in the log of the tenant they act on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core import audit
+from core.db import utcnow
+from core.errors import Conflict, InvalidInput, NotFound
+from core.principal import Principal
+from tenants import passwords
+from tenants.context import tenant_context
+from tenants.models import Invitation, Membership, Network, Tenant, User
+from tenants.schemas import InvitationOut, TenantCreate, TenantOut
+
+RESOURCE = "Tenant"
+# Allowed status changes: (from, to)
+TRANSITIONS = {("pending", "active"), ("active", "suspended"), ("suspended", "active"), ("pending", "suspended")}
+
+
+def tenant_out(tenant: Tenant, member_count: int | None = None) -> TenantOut:
+    return TenantOut(
+        id=tenant.id,
+        slug=tenant.slug,
+        name=tenant.name,
+        kind=tenant.kind,
+        status=tenant.status,
+        created_at=tenant.created_at,
+        activated_at=tenant.activated_at,
+        suspended_at=tenant.suspended_at,
+        member_count=member_count,
+    )
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def create_tenant(session: AsyncSession, principal: Principal, data: TenantCreate) -> TenantOut:
+    principal.require("tenants", "create")
+    network = await session.scalar(select(Network).order_by(Network.created_at).limit(1))
+    if network is None:
+        raise Conflict("the network is not set up; run 'carehub db upgrade' and seed it first")
+    if await session.scalar(select(Tenant.id).where(Tenant.slug == data.slug)) is not None:
+        raise Conflict(f"slug {data.slug} is taken", field="slug")
+    tenant = Tenant(
+        id=uuid.uuid4(), network_id=network.id, slug=data.slug, name=data.name, kind=data.kind, status="pending"
+    )
+    session.add(tenant)
+    await session.flush()
+    audit.record(
+        session,
+        principal.actor,
+        action="tenant.create",
+        resource_type=RESOURCE,
+        resource_id=tenant.id,
+        tenant_id=tenant.id,
+        detail={"slug": tenant.slug, "kind": tenant.kind},
+    )
+    await session.flush()
+    return tenant_out(tenant, 0)
+
+
+async def list_tenants(
+    session: AsyncSession, principal: Principal, *, status: str | None, limit: int, offset: int
+) -> list[TenantOut]:
+    principal.require("tenants", "read")
+    counts = (
+        select(Membership.tenant_id, func.count().label("n"))
+        .where(Membership.is_active.is_(True))
+        .group_by(Membership.tenant_id)
+        .subquery()
+    )
+    query = select(Tenant, counts.c.n).outerjoin(counts, counts.c.tenant_id == Tenant.id)
+    if status:
+        query = query.where(Tenant.status == status)
+    rows = await session.execute(query.order_by(Tenant.slug).limit(limit).offset(offset))
+    return [tenant_out(t, n or 0) for t, n in rows.all()]
+
+
+async def _tenant(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant:
+    tenant = await session.get(Tenant, tenant_id)
+    if tenant is None:
+        raise NotFound("tenant not found")
+    return tenant
+
+
+async def get_tenant(session: AsyncSession, principal: Principal, tenant_id: uuid.UUID) -> TenantOut:
+    principal.require("tenants", "read")
+    return tenant_out(await _tenant(session, tenant_id))
+
+
+async def set_status(
+    session: AsyncSession, principal: Principal, tenant_id: uuid.UUID, status: str, reason: str | None = None
+) -> TenantOut:
+    principal.require("tenants", "update")
+    tenant = await _tenant(session, tenant_id)
+    if tenant.status == status:
+        return tenant_out(tenant)
+    if (tenant.status, status) not in TRANSITIONS:
+        raise Conflict(f"a {tenant.status} tenant cannot become {status}", field="status")
+    previous = tenant.status
+    tenant.status = status
+    now = utcnow()
+    if status == "active":
+        tenant.activated_at = now
+        tenant.suspended_at = None
+    else:
+        tenant.suspended_at = now
+    audit.record(
+        session,
+        principal.actor,
+        action=f"tenant.{'activate' if status == 'active' else 'suspend'}",
+        resource_type=RESOURCE,
+        resource_id=tenant.id,
+        tenant_id=tenant.id,
+        reason=reason,
+        detail={"from": previous, "to": status},
+    )
+    await session.flush()
+    return tenant_out(tenant)
+
+
+async def invite(
+    session: AsyncSession, principal: Principal, tenant_id: uuid.UUID, email: str, roles: list[str], ttl_hours: int
+) -> InvitationOut:
+    """Create a one-time invitation; network admins invite into any tenant, tenant admins into their own."""
+    if principal.tenant_id is None:
+        principal.require("tenants", "update")
+    else:
+        principal.require("users", "create")
+        if tenant_id != principal.tenant_id:
+            raise NotFound("tenant not found")
+    tenant = await _tenant(session, tenant_id)
+    if tenant.status == "suspended":
+        raise Conflict("cannot invite into a suspended tenant", field="tenant")
+    token = secrets.token_urlsafe(32)
+    invitation = Invitation(
+        id=uuid.uuid4(),
+        tenant_id=tenant.id,
+        email=email.strip().lower(),
+        roles=list(roles),
+        token_hash=hash_token(token),
+        expires_at=utcnow() + timedelta(hours=ttl_hours),
+        invited_by=principal.user_id,
+    )
+    session.add(invitation)
+    audit.record(
+        session,
+        principal.actor,
+        action="invitation.create",
+        resource_type="Invitation",
+        resource_id=invitation.id,
+        tenant_id=tenant.id,
+        detail={"email": invitation.email, "roles": list(roles)},
+    )
+    await session.flush()
+    return InvitationOut(
+        id=invitation.id,
+        tenant_id=tenant.id,
+        email=invitation.email,
+        roles=list(roles),
+        expires_at=invitation.expires_at,
+        token=token,
+    )
+
+
+async def accept_invitation(
+    db: async_sessionmaker[AsyncSession], token: str, full_name: str, password: str
+) -> tuple[uuid.UUID, str]:
+    """Redeem an invitation: create the user (or confirm an existing one) and the membership.
+
+    Returns:
+        The user id and the tenant slug to sign in to.
+    """
+    token_hash = hash_token(token)
+    async with db() as session:
+        found = await session.scalar(select(Invitation).where(Invitation.token_hash == token_hash))
+    if found is None or found.accepted_at is not None or found.expires_at <= utcnow():
+        raise NotFound("invitation not found, already used or expired")
+    passwords.check_strength(password)
+    with tenant_context(found.tenant_id):
+        async with db() as session, session.begin():
+            invitation = await session.scalar(select(Invitation).where(Invitation.id == found.id).with_for_update())
+            if invitation is None or invitation.accepted_at is not None:
+                raise NotFound("invitation not found, already used or expired")
+            tenant = await _tenant(session, invitation.tenant_id)
+            if tenant.status == "suspended":
+                raise Conflict("the tenant is suspended", field="token")
+            user = await session.scalar(select(User).where(User.email == invitation.email))
+            if user is None:
+                user = User(
+                    id=uuid.uuid4(),
+                    email=invitation.email,
+                    full_name=full_name,
+                    password_hash=passwords.hash_password(password),
+                )
+                session.add(user)
+                await session.flush()
+            elif not passwords.verify_password(user.password_hash, password):
+                raise InvalidInput("this email already has an account: give its current password", field="password")
+            membership = await session.scalar(select(Membership).where(Membership.user_id == user.id))
+            if membership is None:
+                session.add(Membership(user_id=user.id, roles=sorted(set(invitation.roles))))
+            else:
+                membership.roles = sorted(set(membership.roles) | set(invitation.roles))
+                membership.is_active = True
+            invitation.accepted_at = utcnow()
+            audit.record(
+                session,
+                audit.Actor(user.id, tuple(invitation.roles)),
+                action="invitation.accept",
+                resource_type="Invitation",
+                resource_id=invitation.id,
+            )
+            return user.id, tenant.slug

@@ -1,0 +1,87 @@
+"""Input and output shapes for tenants, users and invitations."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+Slug = Annotated[str, msgspec.Meta(min_length=2, max_length=63, pattern=r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")]
+DisplayName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
+Password = Annotated[str, msgspec.Meta(min_length=12, max_length=256)]
+TenantKind = Literal["hospital", "clinic", "partner"]
+TenantRole = Literal["tenant_admin", "care_manager", "clinician", "chw", "partner_staff"]
+Roles = Annotated[list[TenantRole], msgspec.Meta(min_length=1, max_length=5)]
+
+
+class TenantCreate(msgspec.Struct, forbid_unknown_fields=True):
+    slug: Slug
+    name: DisplayName
+    kind: TenantKind
+
+
+class TenantOut(msgspec.Struct):
+    id: uuid.UUID
+    slug: str
+    name: str
+    kind: str
+    status: str
+    created_at: datetime
+    activated_at: datetime | None
+    suspended_at: datetime | None
+    member_count: int | None = None
+
+
+class InvitationCreate(msgspec.Struct, forbid_unknown_fields=True):
+    email: Email
+    roles: Roles = msgspec.field(default_factory=lambda: ["tenant_admin"])  # type: ignore[arg-type]
+
+
+class InvitationOut(msgspec.Struct):
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    email: str
+    roles: list[str]
+    expires_at: datetime
+    token: str
+    """Shown once; only its hash is stored. Deliver it to the invitee out of band."""
+
+
+class InvitationAccept(msgspec.Struct, forbid_unknown_fields=True):
+    token: Annotated[str, msgspec.Meta(min_length=20, max_length=200)]
+    full_name: DisplayName
+    password: Password
+
+
+class UserCreate(msgspec.Struct, forbid_unknown_fields=True):
+    email: Email
+    full_name: DisplayName
+    roles: Roles
+    password: Password
+
+
+class RolesUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    roles: Roles
+
+
+class MemberOut(msgspec.Struct):
+    user_id: uuid.UUID
+    email: str
+    full_name: str
+    roles: list[str]
+    active: bool
+
+
+class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
+    email: Email
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    tenant: Slug | None = None
+    """The tenant to act in; leave out for a network administrator's network token."""
+
+
+class PasswordChange(msgspec.Struct, forbid_unknown_fields=True):
+    current_password: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    new_password: Password

@@ -1,0 +1,112 @@
+"""Tenant administrators manage the users of their own tenant and their roles."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core import audit
+from core.errors import Conflict, NotFound
+from core.principal import Principal
+from tenants import passwords
+from tenants.models import Membership, User
+from tenants.schemas import MemberOut, UserCreate
+
+RESOURCE = "Membership"
+
+
+def member_out(membership: Membership, user: User) -> MemberOut:
+    return MemberOut(
+        user_id=user.id,
+        email=user.email,
+        full_name=user.full_name,
+        roles=list(membership.roles),
+        active=membership.is_active,
+    )
+
+
+async def list_members(session: AsyncSession, principal: Principal, *, limit: int, offset: int) -> list[MemberOut]:
+    principal.require("users", "read")
+    rows = await session.execute(
+        select(Membership, User)
+        .join(User, User.id == Membership.user_id)
+        .order_by(User.email)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [member_out(m, u) for m, u in rows.all()]
+
+
+async def _member(session: AsyncSession, user_id: uuid.UUID) -> tuple[Membership, User]:
+    row = (
+        await session.execute(
+            select(Membership, User).join(User, User.id == Membership.user_id).where(Membership.user_id == user_id)
+        )
+    ).first()
+    if row is None:
+        raise NotFound("user not found")
+    return row[0], row[1]
+
+
+async def get_member(session: AsyncSession, principal: Principal, user_id: uuid.UUID) -> MemberOut:
+    principal.require("users", "read")
+    return member_out(*await _member(session, user_id))
+
+
+async def add_user(session: AsyncSession, principal: Principal, data: UserCreate) -> MemberOut:
+    """Add a user to the caller's tenant: a new account, or an existing one from another tenant."""
+    principal.require("users", "create")
+    email = data.email.strip().lower()
+    user = await session.scalar(select(User).where(User.email == email))
+    if user is None:
+        passwords.check_strength(data.password)
+        user = User(
+            id=uuid.uuid4(), email=email, full_name=data.full_name, password_hash=passwords.hash_password(data.password)
+        )
+        session.add(user)
+        await session.flush()
+    elif await session.scalar(select(Membership.id).where(Membership.user_id == user.id)) is not None:
+        raise Conflict(f"{email} is already a member of this tenant", field="email")
+    membership = Membership(user_id=user.id, roles=sorted(set(data.roles)))
+    session.add(membership)
+    audit.record(
+        session,
+        principal.actor,
+        action="user.add",
+        resource_type=RESOURCE,
+        resource_id=user.id,
+        detail={"roles": membership.roles},
+    )
+    await session.flush()
+    return member_out(membership, user)
+
+
+async def set_roles(session: AsyncSession, principal: Principal, user_id: uuid.UUID, roles: list[str]) -> MemberOut:
+    principal.require("users", "update")
+    membership, user = await _member(session, user_id)
+    if user_id == principal.user_id and "tenant_admin" in membership.roles and "tenant_admin" not in roles:
+        raise Conflict("you cannot remove your own tenant_admin role", field="roles")
+    previous = list(membership.roles)
+    membership.roles = sorted(set(roles))
+    audit.record(
+        session,
+        principal.actor,
+        action="user.roles",
+        resource_type=RESOURCE,
+        resource_id=user.id,
+        detail={"from": previous, "to": membership.roles},
+    )
+    await session.flush()
+    return member_out(membership, user)
+
+
+async def remove_member(session: AsyncSession, principal: Principal, user_id: uuid.UUID) -> None:
+    principal.require("users", "delete")
+    membership, user = await _member(session, user_id)
+    if user_id == principal.user_id:
+        raise Conflict("you cannot remove yourself", field="user_id")
+    membership.is_active = False
+    audit.record(session, principal.actor, action="user.remove", resource_type=RESOURCE, resource_id=user.id)
+    await session.flush()
