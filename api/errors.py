@@ -41,6 +41,8 @@ def _field_error(item: dict[str, Any]) -> dict[str, Any]:
     """Turn one of Litestar's validation items into ``{field, message, source}`` with a JSON-path-like field."""
     message = str(item.get("message", "invalid value"))
     field = str(item.get("key") or "")
+    if field == "data":  # the request body itself
+        field = ""
     path_match = _MSGSPEC_PATH.search(message)
     if path_match:
         message = message[: path_match.start()]

@@ -8,6 +8,7 @@ check, so a role change takes effect on the next request in every process.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base
 
+logging.getLogger("casbin").setLevel(logging.WARNING)  # it logs every policy line at INFO
 MODEL_PATH = Path(__file__).with_name("rbac_model.conf")
 
 # The shipped permission set, written by the migrations. Tenants may add rows for their own domain.

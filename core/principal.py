@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+
 from core.audit import Actor
 from core.authz import Authorizer
 from core.errors import Forbidden

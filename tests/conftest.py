@@ -40,6 +40,18 @@ if REQUIRE_SERVICES and not (PG_URL and PG_APP_URL and REDIS_URL):
 BACKENDS = ["sqlite"] + (["postgres"] if PG_URL and PG_APP_URL else [])
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``postgres_only`` run only in the PostgreSQL leg (deselected, not skipped, elsewhere)."""
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and callspec.params.get("backend") == "postgres"
+        (drop if item.get_closest_marker("postgres_only") and not on_postgres else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
 def base_settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "env": "test",

@@ -147,9 +147,10 @@ async def update(
         if field == "identifiers":
             _check_identifiers(value)
             await _identifier_taken(session, value, except_patient=patient.id)
-            patient.identifiers = [PatientIdentifier(system=i.system, value=i.value) for i in value]
             # Let the removed identifiers go before the new ones claim their unique keys.
+            patient.identifiers.clear()
             await session.flush()
+            patient.identifiers.extend(PatientIdentifier(system=i.system, value=i.value) for i in value)
         elif field == "address":
             patient.address = _address(value)
         else:

@@ -1,0 +1,185 @@
+"""Tenant isolation below the API: the ORM filter on both databases, row-level security on PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import date
+
+import pytest
+from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError, ProgrammingError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.audit import AuditEvent
+from core.db import make_engine, make_sessionmaker
+from core.patients.models import Patient
+from core.schema import tenant_owned_tables
+from core.settings import Settings
+from tenants.context import NoTenantContext, network_scope, tenant_context
+from tests.conftest import World
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = make_engine(settings.database_url)
+    yield make_sessionmaker(engine)
+    await engine.dispose()
+
+
+def _patient(mrn: str) -> Patient:
+    return Patient(
+        id=uuid.uuid4(), mrn=mrn, given_name="Test", family_name=mrn, birth_date=date(1970, 1, 1), sex="unknown"
+    )
+
+
+async def _seed_two(db: async_sessionmaker[AsyncSession], world: World) -> None:
+    for tenant_id, mrn in ((world.tenant_a, "A-1"), (world.tenant_b, "B-1")):
+        with tenant_context(tenant_id):
+            async with db() as session, session.begin():
+                session.add(_patient(mrn))
+
+
+async def test_orm_filter_scopes_every_query(db: async_sessionmaker[AsyncSession], world: World) -> None:
+    await _seed_two(db, world)
+    with tenant_context(world.tenant_a):
+        async with db() as session:
+            assert [p.mrn for p in (await session.scalars(select(Patient))).all()] == ["A-1"]
+            b_id = None
+        with network_scope("test: count all"):
+            async with db() as session:
+                rows = (await session.scalars(select(Patient).order_by(Patient.mrn))).all()
+                assert [p.mrn for p in rows] == ["A-1", "B-1"]
+                b_id = rows[1].id
+        async with db() as session:
+            assert await session.get(Patient, b_id) is None
+
+
+async def test_query_without_tenant_context_raises(db: async_sessionmaker[AsyncSession], world: World) -> None:
+    await _seed_two(db, world)
+    async with db() as session:
+        with pytest.raises(NoTenantContext):
+            await session.scalars(select(Patient))
+    async with db() as session:
+        session.add(_patient("X-1"))
+        with pytest.raises(NoTenantContext):
+            await session.flush()
+
+
+async def test_cannot_write_a_row_for_another_tenant(db: async_sessionmaker[AsyncSession], world: World) -> None:
+    with tenant_context(world.tenant_a):
+        async with db() as session:
+            intruder = _patient("A-2")
+            intruder.tenant_id = world.tenant_b
+            session.add(intruder)
+            with pytest.raises(NoTenantContext):
+                await session.flush()
+
+
+async def test_tenant_change_inside_a_transaction_fails_closed(
+    db: async_sessionmaker[AsyncSession], world: World
+) -> None:
+    await _seed_two(db, world)
+    with tenant_context(world.tenant_a):
+        async with db() as session:
+            await session.scalars(select(Patient))
+            with tenant_context(world.tenant_b), pytest.raises(NoTenantContext):
+                await session.scalars(select(Patient))
+
+
+async def test_audit_log_is_append_only_in_the_database(
+    db: async_sessionmaker[AsyncSession], world: World, backend: str
+) -> None:
+    with tenant_context(world.tenant_a):
+        async with db() as session, session.begin():
+            session.add(
+                AuditEvent(actor_user_id=None, actor_roles=[], action="test", resource_type="Test", outcome="success")
+            )
+        for statement in ("UPDATE audit_events SET action = 'forged'", "DELETE FROM audit_events"):
+            async with db() as session:
+                with pytest.raises((DBAPIError, ProgrammingError)):
+                    await session.execute(text(statement))
+                await session.rollback()
+        async with db() as session:
+            assert (await session.scalar(text("SELECT action FROM audit_events"))) == "test"
+
+
+# --- PostgreSQL: row-level security as the backstop -----------------------------------------------------------
+
+
+@pytest.mark.postgres_only
+async def test_raw_sql_sees_only_the_current_tenant(
+    db: async_sessionmaker[AsyncSession], world: World, backend: str
+) -> None:
+    await _seed_two(db, world)
+    with tenant_context(world.tenant_a):
+        async with db() as session:
+            rows = (await session.execute(text("SELECT mrn, tenant_id FROM patients"))).all()
+            assert [r.mrn for r in rows] == ["A-1"]
+            # Even an explicit filter for the other tenant finds nothing.
+            other = await session.scalar(
+                text("SELECT count(*) FROM patients WHERE tenant_id = :t"), {"t": world.tenant_b}
+            )
+            assert other == 0
+    async with db() as session:
+        assert await session.scalar(text("SELECT count(*) FROM patients")) == 0, "no context: no rows"
+
+
+@pytest.mark.postgres_only
+async def test_raw_insert_into_another_tenant_is_rejected(
+    db: async_sessionmaker[AsyncSession], world: World, backend: str
+) -> None:
+    with tenant_context(world.tenant_a):
+        async with db() as session:
+            with pytest.raises(DBAPIError, match="row-level security"):
+                await session.execute(
+                    text(
+                        "INSERT INTO patients (id, tenant_id, mrn, given_name, family_name, birth_date, sex, active,"
+                        " created_at, updated_at) VALUES (:id, :t, 'X', 'x', 'x', '1970-01-01', 'unknown', true,"
+                        " now(), now())"
+                    ),
+                    {"id": uuid.uuid4(), "t": world.tenant_b},
+                )
+
+
+@pytest.mark.postgres_only
+async def test_tenant_setting_does_not_outlive_the_transaction(
+    db: async_sessionmaker[AsyncSession], world: World, backend: str
+) -> None:
+    with tenant_context(world.tenant_a):
+        async with db() as session:
+            async with session.begin():
+                inside = await session.scalar(text("SELECT current_setting('app.tenant_id', true)"))
+                assert inside == str(world.tenant_a)
+            async with session.begin():
+                # A new transaction on the same pooled connection: set again, by our hook, for this tenant only.
+                assert await session.scalar(text("SELECT current_setting('app.tenant_id', true)")) == str(
+                    world.tenant_a
+                )
+    async with db() as session:
+        leftover = await session.scalar(text("SELECT current_setting('app.tenant_id', true)"))
+        assert leftover in ("", None)
+
+
+@pytest.mark.postgres_only
+async def test_application_role_cannot_bypass_rls(db: async_sessionmaker[AsyncSession], backend: str) -> None:
+    async with db() as session:
+        role = await session.scalar(text("SELECT current_user"))
+        flags = (
+            await session.execute(text("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user"))
+        ).one()
+        assert flags == (False, False)
+        owners = (
+            await session.execute(
+                text(
+                    "SELECT c.relname, pg_get_userbyid(c.relowner) AS owner, c.relrowsecurity, c.relforcerowsecurity"
+                    " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                    " WHERE n.nspname = 'public' AND c.relkind = 'r'"
+                )
+            )
+        ).all()
+    assert owners, "no tables found"
+    assert all(row.owner != role for row in owners), "the application role must not own any table"
+    by_name = {row.relname: row for row in owners}
+    for table in tenant_owned_tables():
+        assert by_name[table].relrowsecurity and by_name[table].relforcerowsecurity, table
