@@ -131,16 +131,27 @@ async def set_status(
     return tenant_out(tenant)
 
 
-async def invite(
+async def invite_to_tenant(
     session: AsyncSession, principal: Principal, tenant_id: uuid.UUID, email: str, roles: list[str], ttl_hours: int
 ) -> InvitationOut:
-    """Create a one-time invitation; network admins invite into any tenant, tenant admins into their own."""
+    """A network administrator invites someone (usually the first admin) into any tenant."""
+    principal.require("tenants", "update")
+    return await _invite(session, principal, tenant_id, email, roles, ttl_hours)
+
+
+async def invite_member(
+    session: AsyncSession, principal: Principal, email: str, roles: list[str], ttl_hours: int
+) -> InvitationOut:
+    """A tenant administrator invites someone into their own tenant."""
+    principal.require("users", "create")
     if principal.tenant_id is None:
-        principal.require("tenants", "update")
-    else:
-        principal.require("users", "create")
-        if tenant_id != principal.tenant_id:
-            raise NotFound("tenant not found")
+        raise NotFound("tenant not found")
+    return await _invite(session, principal, principal.tenant_id, email, roles, ttl_hours)
+
+
+async def _invite(
+    session: AsyncSession, principal: Principal, tenant_id: uuid.UUID, email: str, roles: list[str], ttl_hours: int
+) -> InvitationOut:
     tenant = await _tenant(session, tenant_id)
     if tenant.status == "suspended":
         raise Conflict("cannot invite into a suspended tenant", field="tenant")

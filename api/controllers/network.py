@@ -77,7 +77,7 @@ class NetworkController(Controller):
         tenant_id: FromPath[uuid.UUID],
         data: JSONBody[InvitationCreate],
     ) -> InvitationOut:
-        return await onboarding.invite(
+        return await onboarding.invite_to_tenant(
             session, principal, tenant_id, data.email, list(data.roles), settings.invitation_ttl_hours
         )
 
@@ -90,10 +90,8 @@ class InvitationController(Controller):
     async def invite(
         self, session: Db, principal: Caller, settings: Config, data: JSONBody[InvitationCreate]
     ) -> InvitationOut:
-        # A network token has no tenant of its own: that invitation target does not exist (404).
-        tenant_id = principal.tenant_id or uuid.UUID(int=0)
-        return await onboarding.invite(
-            session, principal, tenant_id, data.email, list(data.roles), settings.invitation_ttl_hours
+        return await onboarding.invite_member(
+            session, principal, data.email, list(data.roles), settings.invitation_ttl_hours
         )
 
     @post(

@@ -1,0 +1,52 @@
+"""Every read and write of patient data leaves an audit event, in the same transaction."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from litestar.testing import AsyncTestClient
+
+from tests.conftest import World, login
+from tests.factories import patient_body
+
+
+async def test_patient_access_is_audited(client: AsyncTestClient[Any], world: World) -> None:
+    doc = await login(client, "doc.a@test.example", world.slug_a)
+    me = (await client.get("/api/v1/auth/me", headers=doc)).json()
+    patient = (await client.post("/api/v1/patients", json=patient_body(), headers=doc)).json()
+    await client.get(f"/api/v1/patients/{patient['id']}", headers=doc)
+    await client.patch(f"/api/v1/patients/{patient['id']}", json={"language": "es"}, headers=doc)
+    await client.get("/api/v1/patients?name=ada", headers=doc)
+    missing = str(uuid.uuid4())
+    assert (await client.get(f"/api/v1/patients/{missing}", headers=doc)).status_code == 404
+
+    admin = await login(client, "admin.a@test.example", world.slug_a)
+    events = (await client.get(f"/api/v1/audit-events?actor_user_id={me['user_id']}", headers=admin)).json()
+    by_action = {(e["action"], e["outcome"]): e for e in events["items"]}
+    for action in ("patient.create", "patient.read", "patient.update", "patient.search"):
+        event = by_action[(action, "success")]
+        assert event["patient_id"] == patient["id"]
+        assert event["actor_roles"] == ["clinician"]
+    assert by_action[("patient.update", "success")]["detail"] == {"fields": ["language"]}
+    not_found = by_action[("patient.read", "not_found")]
+    assert not_found["resource_id"] == missing and not_found["patient_id"] is None
+
+    for_patient = (await client.get(f"/api/v1/audit-events?patient_id={patient['id']}", headers=admin)).json()
+    assert len(for_patient["items"]) == 4
+    times = [e["at"] for e in for_patient["items"]]
+    assert times == sorted(times, reverse=True)
+
+
+async def test_only_tenant_admins_read_the_audit_log(client: AsyncTestClient[Any], world: World) -> None:
+    doc = await login(client, "doc.a@test.example", world.slug_a)
+    assert (await client.get("/api/v1/audit-events", headers=doc)).status_code == 403
+
+
+async def test_refused_write_leaves_no_audit_event(client: AsyncTestClient[Any], world: World) -> None:
+    admin = await login(client, "admin.a@test.example", world.slug_a)
+    await client.post("/api/v1/patients", json=patient_body("DUP"), headers=admin)
+    conflict = await client.post("/api/v1/patients", json=patient_body("DUP", identifiers=[]), headers=admin)
+    assert conflict.status_code == 409
+    creates = (await client.get("/api/v1/audit-events?action=patient.create", headers=admin)).json()["items"]
+    assert len(creates) == 1
