@@ -29,12 +29,18 @@ class AuthMiddleware:
     Network administrators' tokens carry no tenant; their requests run in ``network_scope``.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, public_prefixes: tuple[str, ...] = ("/schema",)) -> None:
         self.app = app
+        self.public_prefixes = public_prefixes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         handler = scope.get("route_handler")
-        if scope["type"] != "http" or handler is None or handler.opt.get(PUBLIC):
+        if (
+            scope["type"] != "http"
+            or handler is None
+            or handler.opt.get(PUBLIC)
+            or scope["path"].startswith(self.public_prefixes)
+        ):
             await self.app(scope, receive, send)
             return
         hub = hub_of(scope)

@@ -52,7 +52,7 @@ class CasbinRule(Base):
     v5: Mapped[str] = mapped_column(String(255), default="")
 
 
-class _RowsAdapter(Adapter):  # type: ignore[misc]
+class _RowsAdapter(Adapter):
     """Feeds rows already read from ``casbin_rules`` into a model (Casbin's adapters are synchronous)."""
 
     def __init__(self, rows: Sequence[Sequence[str]]) -> None:

@@ -20,7 +20,7 @@ def metadata() -> MetaData:
 def tenant_owned_tables() -> list[str]:
     """Names of the tables whose rows belong to one tenant (protected by row-level security)."""
     return sorted(
-        mapper.local_table.name  # type: ignore[union-attr]
+        str(getattr(mapper.local_table, "name", ""))
         for mapper in Base.registry.mappers
         if issubclass(mapper.class_, TenantOwned)
     )

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 from functools import lru_cache
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 DEV_JWT_KEY = "dev-only-key-change-me-in-production-0123456789"
@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     jwt_issuer: str = "carehub"
     jwt_audience: str = "carehub-api"
     # JSON object of key id -> secret; the active key signs, every listed key verifies (rotation).
-    jwt_keys: dict[str, str] = Field(default_factory=lambda: {"dev": DEV_JWT_KEY})
+    jwt_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=lambda: {"dev": DEV_JWT_KEY})
     jwt_active_kid: str = "dev"
     jwt_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
@@ -77,11 +77,11 @@ class Settings(BaseSettings):
     def _check_keys(self) -> Settings:
         if not self.jwt_keys:
             raise ValueError("CAREHUB_JWT_KEYS: at least one key is needed")
-        if self.jwt_active_kid not in self.jwt_keys:
-            raise ValueError(f"CAREHUB_JWT_ACTIVE_KID: {self.jwt_active_kid!r} is not a key id in CAREHUB_JWT_KEYS")
         for kid, secret in self.jwt_keys.items():
             if len(secret.encode()) < 32:
                 raise ValueError(f"CAREHUB_JWT_KEYS: key {kid!r} is shorter than 32 bytes")
+        if self.jwt_active_kid not in self.jwt_keys:
+            raise ValueError(f"CAREHUB_JWT_ACTIVE_KID: {self.jwt_active_kid!r} is not a key id in CAREHUB_JWT_KEYS")
         if self.env == "production" and DEV_JWT_KEY in self.jwt_keys.values():
             raise ValueError("CAREHUB_JWT_KEYS: the development key must not be used in production")
         return self

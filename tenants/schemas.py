@@ -37,7 +37,7 @@ class TenantOut(msgspec.Struct):
 
 class InvitationCreate(msgspec.Struct, forbid_unknown_fields=True):
     email: Email
-    roles: Roles = msgspec.field(default_factory=lambda: ["tenant_admin"])  # type: ignore[arg-type]
+    roles: Roles = msgspec.field(default_factory=lambda: ["tenant_admin"])
 
 
 class InvitationOut(msgspec.Struct):

@@ -6,7 +6,7 @@ import uuid
 from datetime import date
 
 import msgspec
-from sqlalchemy import func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit, outbox
@@ -224,7 +224,7 @@ async def search(
         ident_query = select(PatientIdentifier.patient_id).where(PatientIdentifier.value == value)
         if sep and system:
             ident_query = ident_query.where(PatientIdentifier.system == system)
-        conditions = [Patient.id.in_(ident_query)]
+        conditions: list[ColumnElement[bool]] = [Patient.id.in_(ident_query)]
         if not sep or system in ("", "mrn"):
             conditions.append(Patient.mrn == value)
         query = query.where(or_(*conditions))

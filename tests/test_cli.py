@@ -1,0 +1,134 @@
+"""The ``carehub`` command as an operator uses it: migrate, seed, mint a token, serve."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from api.app import create_app
+from core.demo import DEMO_PASSWORD, TENANTS, USERS
+from tests.conftest import base_settings
+
+
+def _carehub(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        input=stdin,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CAREHUB_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'hub.sqlite3'}",
+        "CAREHUB_PASSWORD_TIME_COST": "1",
+        "CAREHUB_PASSWORD_MEMORY_KIB": "64",
+        "CAREHUB_REDIS_URL": "",
+    }
+
+
+async def test_upgrade_seed_and_mint_a_token(env: dict[str, str]) -> None:
+    assert _carehub(env, "db", "upgrade").returncode == 0
+    seeded = _carehub(env, "seed-demo")
+    assert seeded.returncode == 0 and "demo network created" in seeded.stdout
+    again = _carehub(env, "seed-demo")
+    assert "exists already" in again.stdout
+    minted = _carehub(env, "token", "--user", "dr.lee@stmarys.example", "--tenant", "st-marys")
+    assert minted.returncode == 0, minted.stderr
+    refused = _carehub(env, "token", "--user", "dr.lee@stmarys.example", "--tenant", "riverside-clinic")
+    assert refused.returncode == 1 and "not a member" in refused.stderr
+
+    settings = base_settings(database_url=env["CAREHUB_DATABASE_URL"])
+    async with AsyncTestClient(app=create_app(settings)) as client:
+        headers = {"Authorization": f"Bearer {minted.stdout.strip()}"}
+        patients = (await client.get("/api/v1/patients?limit=100", headers=headers)).json()["items"]
+        assert 9 <= len(patients) <= 12
+        assert all(p["mrn"].startswith("ST-") for p in patients)
+        for email, _name, tenant, roles in USERS:
+            body = {"email": email, "password": DEMO_PASSWORD} | ({"tenant": tenant} if tenant else {})
+            response = await client.post("/api/v1/auth/token", json=body)
+            assert response.status_code == 200, email
+            assert response.json()["roles"] == list(roles or ("network_admin",))
+        network = {
+            "Authorization": "Bearer "
+            + (
+                await client.post(
+                    "/api/v1/auth/token", json={"email": "netadmin@carehub.example", "password": DEMO_PASSWORD}
+                )
+            ).json()["access_token"]
+        }
+        tenants = (await client.get("/api/v1/network/tenants", headers=network)).json()["items"]
+        assert sorted((t["slug"], t["kind"]) for t in tenants) == sorted((s, k) for s, _n, k in TENANTS)
+        assert sum(t["member_count"] for t in tenants) == len(USERS) - 1
+
+
+def test_init_creates_the_network_and_its_administrator(env: dict[str, str]) -> None:
+    assert _carehub(env, "db", "upgrade").returncode == 0
+    args = (
+        "init",
+        "--network-name",
+        "North Network",
+        "--network-slug",
+        "north",
+        "--email",
+        "ops@north.example",
+        "--name",
+        "Olive Ops",
+    )
+    weak = _carehub({**env, "CAREHUB_INIT_PASSWORD": "short"}, *args)
+    assert weak.returncode == 1 and "at least 12" in weak.stderr
+    created = _carehub({**env, "CAREHUB_INIT_PASSWORD": "north-network-secret"}, *args)
+    assert created.returncode == 0, created.stderr
+    twice = _carehub({**env, "CAREHUB_INIT_PASSWORD": "north-network-secret"}, *args)
+    assert twice.returncode == 1 and "exists already" in twice.stderr
+    token = _carehub(env, "token", "--user", "ops@north.example")
+    assert token.returncode == 0 and token.stdout.count(".") == 2
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_demo_serves_the_hub(env: dict[str, str]) -> None:
+    """What ``make run`` runs: migrate, seed, print the logins, serve; /readyz answers 200."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "demo", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        status: Any = None
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+                    status = response.status
+                    break
+            except OSError:
+                time.sleep(0.3)
+        assert status == 200
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=20)
+    assert DEMO_PASSWORD in output
+    assert "dr.lee@stmarys.example" in output

@@ -1,0 +1,59 @@
+"""Settings come from CAREHUB_* variables; a bad value stops start-up with one line naming it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from core.settings import SettingsError, load_settings
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("CAREHUB_DATABASE_URL", "mysql://localhost/db", "unsupported driver"),
+        ("CAREHUB_DATABASE_URL", "::::", "not a database URL"),
+        ("CAREHUB_REDIS_URL", "http://localhost", "must start with redis://"),
+        ("CAREHUB_JWT_TTL_SECONDS", "ten", "valid integer"),
+        ("CAREHUB_JWT_TTL_SECONDS", "5", "greater than or equal to 60"),
+        ("CAREHUB_JWT_KEYS", "not-json", "JSON object"),
+        ("CAREHUB_JWT_KEYS", '{"k1": "short"}', "shorter than 32 bytes"),
+        ("CAREHUB_JWT_ACTIVE_KID", "missing", "is not a key id"),
+        ("CAREHUB_PORT", "70000", "less than or equal to 65535"),
+        ("CAREHUB_ENV", "staging", "CAREHUB_ENV"),
+    ],
+)
+def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+    text = str(raised.value)
+    assert "\n" not in text
+    assert message in text
+    assert text.split(":")[0].startswith("CAREHUB_")
+
+
+def test_production_refuses_the_development_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAREHUB_ENV", "production")
+    with pytest.raises(SettingsError, match="CAREHUB_JWT_KEYS: the development key"):
+        load_settings()
+    monkeypatch.setenv("CAREHUB_JWT_KEYS", '{"2026-11": "' + "s" * 40 + '"}')
+    monkeypatch.setenv("CAREHUB_JWT_ACTIVE_KID", "2026-11")
+    assert load_settings().env == "production"
+
+
+def test_the_command_stops_with_one_clear_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "api.cli", "db", "upgrade"],
+        env={"CAREHUB_JWT_TTL_SECONDS": "ten", "PATH": ""},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "carehub: configuration error: CAREHUB_JWT_TTL_SECONDS: Input should be a valid integer, "
+        "unable to parse string as an integer"
+    ]
