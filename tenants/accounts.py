@@ -42,24 +42,45 @@ async def _membership_roles(
 async def sign_in(db: async_sessionmaker[AsyncSession], email: str, password: str, tenant_slug: str | None) -> Caller:
     """Check the credentials and the membership the token will be scoped to.
 
+    Every attempt at a known tenant, successful or not, is written to that tenant's audit log.
+
     Raises:
         Unauthorized: wrong email, password, tenant, or no membership there (one message for all).
         Forbidden: the tenant is suspended.
     """
+    email = email.strip().lower()
     async with db() as session:
-        user = await session.scalar(select(User).where(User.email == email.strip().lower()))
+        user = await session.scalar(select(User).where(User.email == email))
         tenant = await session.scalar(select(Tenant).where(Tenant.slug == tenant_slug)) if tenant_slug else None
     ok = passwords.verify_password(user.password_hash if user else None, password)
-    if user is None or not ok or not user.is_active:
-        raise Unauthorized(BAD_LOGIN)
+    valid_user = user is not None and ok and user.is_active
     if tenant_slug is None:
+        if not valid_user or user is None:
+            raise Unauthorized(BAD_LOGIN)
         if user.network_role != "network_admin":
             raise InvalidInput("tenant is required for users who are not network administrators", field="tenant")
         return Caller(user.id, user.email, user.full_name, None, ("network_admin",), user.token_version)
     if tenant is None:
         raise Unauthorized(BAD_LOGIN)
-    roles = await _membership_roles(db, tenant.id, user.id)
-    if not roles:
+    with tenant_context(tenant.id):
+        async with db() as session, session.begin():
+            roles: tuple[str, ...] = ()
+            if valid_user and user is not None:
+                membership = await session.scalar(
+                    select(Membership).where(Membership.user_id == user.id, Membership.is_active.is_(True))
+                )
+                roles = tuple(membership.roles) if membership else ()
+            allowed = bool(roles) and tenant.status in ACTIVE_STATUSES
+            audit.record(
+                session,
+                audit.Actor(user.id if user is not None and roles else None, roles),
+                action="auth.sign_in",
+                resource_type="User",
+                resource_id=user.id if user is not None and roles else None,
+                outcome="success" if allowed else "denied",
+                detail=None if allowed else {"email": email},
+            )
+    if user is None or not roles:
         raise Unauthorized(BAD_LOGIN)
     if tenant.status not in ACTIVE_STATUSES:
         raise Forbidden(f"tenant {tenant.slug} is {tenant.status}")

@@ -50,3 +50,22 @@ async def test_refused_write_leaves_no_audit_event(client: AsyncTestClient[Any],
     assert conflict.status_code == 409
     creates = (await client.get("/api/v1/audit-events?action=patient.create", headers=admin)).json()["items"]
     assert len(creates) == 1
+
+
+async def test_sign_in_attempts_are_audited_in_the_tenant(client: AsyncTestClient[Any], world: World) -> None:
+    bad = {"email": "doc.a@test.example", "password": "wrong-password-123", "tenant": world.slug_a}
+    assert (await client.post("/api/v1/auth/token", json=bad)).status_code == 401
+    doc = await login(client, "doc.a@test.example", world.slug_a)
+    me = (await client.get("/api/v1/auth/me", headers=doc)).json()
+    admin = await login(client, "admin.a@test.example", world.slug_a)
+    events = (await client.get("/api/v1/audit-events?action=auth.sign_in", headers=admin)).json()["items"]
+    denied = [e for e in events if e["outcome"] == "denied"]
+    assert len(denied) == 1
+    assert denied[0]["detail"] == {"email": "doc.a@test.example"} and denied[0]["actor_user_id"] is None
+    assert any(e["outcome"] == "success" and e["actor_user_id"] == me["user_id"] for e in events)
+    # Tenant B's log records nothing of tenant A's sign-ins.
+    b_admin = await login(client, "admin.b@test.example", world.slug_b)
+    b_events = (await client.get("/api/v1/audit-events?action=auth.sign_in", headers=b_admin)).json()["items"]
+    assert {e["actor_user_id"] for e in b_events} == {
+        (await client.get("/api/v1/auth/me", headers=b_admin)).json()["user_id"]
+    }
