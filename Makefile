@@ -27,5 +27,9 @@ lint: install
 
 check: lint test
 
+bench: install
+	$(BIN)/python -m bench.authz
+	BIN=$(BIN) bash bench/http.sh 10
+
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

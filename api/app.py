@@ -43,20 +43,26 @@ def _is_api_call(request: Request[Any, Any, Any]) -> bool:
 
 
 def _rate_limits(settings: Settings) -> list[RateLimitConfig]:
-    return [
-        RateLimitConfig(
-            rate_limit=("minute", settings.rate_limit_token_per_minute),
-            store="rate_limit_token",
-            check_throttle_handler=_is_token_endpoint,
-            exclude=["/schema"],
-        ),
-        RateLimitConfig(
-            rate_limit=("minute", settings.rate_limit_api_per_minute),
-            store="rate_limit_api",
-            check_throttle_handler=_is_api_call,
-            exclude=["/schema"],
-        ),
-    ]
+    limits = []
+    if settings.rate_limit_token_per_minute:
+        limits.append(
+            RateLimitConfig(
+                rate_limit=("minute", settings.rate_limit_token_per_minute),
+                store="rate_limit_token",
+                check_throttle_handler=_is_token_endpoint,
+                exclude=["/schema"],
+            )
+        )
+    if settings.rate_limit_api_per_minute:
+        limits.append(
+            RateLimitConfig(
+                rate_limit=("minute", settings.rate_limit_api_per_minute),
+                store="rate_limit_api",
+                check_throttle_handler=_is_api_call,
+                exclude=["/schema"],
+            )
+        )
+    return limits
 
 
 def create_app(settings: Settings | None = None) -> Litestar:

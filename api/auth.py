@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 from litestar.datastructures import Headers
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from litestar.types import ASGIApp, Receive, Scope, Send
 
 PUBLIC = "public"
+REQUEST_SESSION = "carehub.session"
 
 
 def hub_of(scope: Scope) -> Hub:
@@ -49,24 +51,29 @@ class AuthMiddleware:
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("a bearer token is required (Authorization: Bearer <token>)")
         claims = hub.tokens.verify(token.strip())
-        caller = await accounts.resolve(hub.db, claims.user_id, claims.tenant_id, claims.token_version)
-        assert hub.authorizer is not None
-        principal = Principal(
-            user_id=caller.user_id,
-            email=caller.email,
-            full_name=caller.full_name,
-            tenant_id=caller.tenant_id,
-            roles=caller.roles,
-            authorizer=hub.authorizer,
+        scope_cm: AbstractContextManager[object] = (
+            tenant_context(claims.tenant_id)
+            if claims.tenant_id is not None
+            else network_scope("network administrator request")
         )
-        hub.authorizer.sync_roles(str(principal.user_id), principal.domain, principal.roles)
-        scope["user"] = principal
-        if caller.tenant_id is None:
-            with network_scope("network administrator request"):
+        with scope_cm:
+            # The request's one session and transaction: begun here, in the tenant context, shared with
+            # the handler through the ``session`` dependency, which commits or rolls it back.
+            async with hub.db() as session:
+                caller = await accounts.resolve(session, claims.user_id, claims.tenant_id, claims.token_version)
+                assert hub.authorizer is not None
+                principal = Principal(
+                    user_id=caller.user_id,
+                    email=caller.email,
+                    full_name=caller.full_name,
+                    tenant_id=caller.tenant_id,
+                    roles=caller.roles,
+                    authorizer=hub.authorizer,
+                )
+                hub.authorizer.sync_roles(str(principal.user_id), principal.domain, principal.roles)
+                scope["user"] = principal
+                scope.setdefault("state", {})[REQUEST_SESSION] = session
                 await self.app(scope, receive, send)
-            return
-        with tenant_context(caller.tenant_id):
-            await self.app(scope, receive, send)
 
 
 def require_principal(scope_user: object) -> Principal:

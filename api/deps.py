@@ -12,6 +12,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.auth import REQUEST_SESSION
 from api.hub import Hub
 from core import audit
 from core.principal import Principal
@@ -25,13 +26,16 @@ Caller = NamedDependency[Principal]
 Config = NamedDependency[Settings]
 
 
-async def provide_session(state: State) -> AsyncGenerator[AsyncSession, None]:
+async def provide_session(request: Request[Any, Any, Any]) -> AsyncGenerator[AsyncSession, None]:
     """One transaction per request: committed when the handler succeeds, rolled back on any error.
 
-    Audit events of failed accesses (e.g. a read of a missing record) are written after the rollback.
+    Authenticated requests reuse the session the authentication middleware began in the caller's tenant
+    context. Audit events of failed accesses (e.g. a read of a missing record) are written after the rollback.
     """
-    hub: Hub = state.hub
-    session = hub.db()
+    session = request.scope.get("state", {}).get(REQUEST_SESSION)
+    if session is None:
+        hub: Hub = request.app.state.hub
+        session = hub.db()
     try:
         yield session
     except Exception:

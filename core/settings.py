@@ -37,8 +37,9 @@ class Settings(BaseSettings):
     password_time_cost: int = Field(default=3, ge=1, le=10)
     password_memory_kib: int = Field(default=65536, ge=64, le=1048576)
     invitation_ttl_hours: int = Field(default=72, ge=1, le=720)
-    rate_limit_token_per_minute: int = Field(default=10, ge=1)
-    rate_limit_api_per_minute: int = Field(default=600, ge=1)
+    # Requests per minute per client address; 0 turns the limit off (e.g. behind a gateway that limits).
+    rate_limit_token_per_minute: int = Field(default=10, ge=0)
+    rate_limit_api_per_minute: int = Field(default=600, ge=0)
     max_body_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)

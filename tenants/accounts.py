@@ -28,17 +28,6 @@ class Caller:
     token_version: int
 
 
-async def _membership_roles(
-    db: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID, user_id: uuid.UUID
-) -> tuple[str, ...] | None:
-    with tenant_context(tenant_id):
-        async with db() as session:
-            membership = await session.scalar(
-                select(Membership).where(Membership.user_id == user_id, Membership.is_active.is_(True))
-            )
-            return tuple(membership.roles) if membership else None
-
-
 async def sign_in(db: async_sessionmaker[AsyncSession], email: str, password: str, tenant_slug: str | None) -> Caller:
     """Check the credentials and the membership the token will be scoped to.
 
@@ -87,29 +76,45 @@ async def sign_in(db: async_sessionmaker[AsyncSession], email: str, password: st
     return Caller(user.id, user.email, user.full_name, tenant.id, roles, user.token_version)
 
 
-async def resolve(
-    db: async_sessionmaker[AsyncSession], user_id: uuid.UUID, tenant_id: uuid.UUID | None, token_version: int
-) -> Caller:
-    """Re-check, on every request, that the token's user, tenant and membership still stand."""
-    async with db() as session:
+async def resolve(session: AsyncSession, user_id: uuid.UUID, tenant_id: uuid.UUID | None, token_version: int) -> Caller:
+    """Re-check, on every request, that the token's user, tenant and membership still stand.
+
+    Runs in the request's own transaction (in the token's tenant context): one query when all is well.
+    """
+    if tenant_id is None:
         user = await session.get(User, user_id)
-        tenant = await session.get(Tenant, tenant_id) if tenant_id else None
+        _check_user(user, token_version)
+        assert user is not None
+        if user.network_role != "network_admin":
+            raise Unauthorized("the token is no longer valid for the network")
+        return Caller(user.id, user.email, user.full_name, None, ("network_admin",), user.token_version)
+    row = (
+        await session.execute(
+            select(User, Tenant, Membership.roles)
+            .join(Membership, Membership.user_id == User.id)
+            .join(Tenant, Tenant.id == Membership.tenant_id)
+            .where(User.id == user_id, Membership.is_active.is_(True))
+        )
+    ).first()
+    if row is None:
+        _check_user(await session.get(User, user_id), token_version)
+        if await session.get(Tenant, tenant_id) is None:
+            raise Unauthorized("the token's tenant no longer exists")
+        raise Unauthorized("the token's membership was removed")
+    user, tenant, roles = row
+    _check_user(user, token_version)
+    if tenant.status not in ACTIVE_STATUSES:
+        raise Forbidden(f"tenant {tenant.slug} is {tenant.status}")
+    if not roles:
+        raise Unauthorized("the token's membership has no roles")
+    return Caller(user.id, user.email, user.full_name, tenant.id, tuple(roles), user.token_version)
+
+
+def _check_user(user: User | None, token_version: int) -> None:
     if user is None or not user.is_active:
         raise Unauthorized("the token's user no longer exists or is disabled")
     if user.token_version != token_version:
         raise Unauthorized("the token was revoked (signed out or password changed)")
-    if tenant_id is None:
-        if user.network_role != "network_admin":
-            raise Unauthorized("the token is no longer valid for the network")
-        return Caller(user.id, user.email, user.full_name, None, ("network_admin",), user.token_version)
-    if tenant is None:
-        raise Unauthorized("the token's tenant no longer exists")
-    if tenant.status not in ACTIVE_STATUSES:
-        raise Forbidden(f"tenant {tenant.slug} is {tenant.status}")
-    roles = await _membership_roles(db, tenant.id, user.id)
-    if not roles:
-        raise Unauthorized("the token's membership was removed")
-    return Caller(user.id, user.email, user.full_name, tenant.id, roles, user.token_version)
 
 
 async def revoke_tokens(session: AsyncSession, user_id: uuid.UUID) -> None:
