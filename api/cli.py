@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import getpass
 import os
+import re
 import sys
 import uuid
 from collections.abc import Sequence
@@ -69,7 +70,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         host=args.host or settings.host,
         port=args.port or settings.port,
         log_level="info",
-        proxy_headers=False,
+        proxy_headers=settings.forwarded_allow_ips is not None,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     return 0
 
@@ -151,6 +153,10 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     from core.errors import InvalidInput
     from tenants import passwords
 
+    if not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?", args.network_slug) or len(args.network_slug) > 63:
+        return _fail("--network-slug: use lowercase letters, digits and hyphens", 2)
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", args.email):
+        return _fail("--email: not an email address", 2)
     password = os.environ.get("CAREHUB_INIT_PASSWORD") or getpass.getpass("network administrator password: ")
     try:
         passwords.check_strength(password)
@@ -169,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("seed-demo", help="add the demo network to an empty database").set_defaults(func=cmd_seed_demo)
     for name, func, text in (
         ("serve", cmd_serve, "serve the API"),
+        ("api", cmd_serve, "serve the API (same as serve)"),
         ("demo", cmd_demo, "migrate, seed the demo network, print logins and serve"),
     ):
         p = sub.add_parser(name, help=text)

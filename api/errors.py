@@ -87,7 +87,7 @@ def http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Respo
 
 
 def domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response[dict[str, Any]]:
-    errors = [{"field": exc.field, "message": exc.detail, "source": "body"}] if exc.field else None
+    errors = [{"field": exc.field, "message": exc.detail, "source": exc.source}] if exc.field else None
     headers = {"WWW-Authenticate": 'Bearer realm="carehub"'} if isinstance(exc, Unauthorized) else None
     return problem(exc.status, exc.title, exc.detail, errors=errors, headers=headers, request=request)
 

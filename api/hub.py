@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from api.tokens import TokenService
@@ -12,6 +14,12 @@ from core.authz import Authorizer, load_rules
 from core.db import make_engine, make_sessionmaker
 from core.settings import Settings
 from tenants import passwords
+
+log = logging.getLogger("carehub")
+
+
+class UnsafeDatabaseRole(RuntimeError):
+    """The application would connect as a role that row-level security does not bind."""
 
 
 @dataclass
@@ -37,8 +45,39 @@ class Hub:
         )
 
     async def start(self) -> None:
+        await self.check_database_role()
         async with self.db() as session:
             self.authorizer = Authorizer(await load_rules(session))
+
+    async def check_database_role(self) -> None:
+        """Refuse (in production) to run as a role that row-level security does not bind."""
+        if not self.settings.is_postgres:
+            return
+        async with self.engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT r.rolsuper, r.rolbypassrls, EXISTS (SELECT 1 FROM pg_tables t"
+                        " WHERE t.tableowner = current_user AND t.schemaname = current_schema()) AS owns"
+                        " FROM pg_roles r WHERE r.rolname = current_user"
+                    )
+                )
+            ).one()
+        problems = [
+            name
+            for name, flag in (("is a superuser", row[0]), ("has BYPASSRLS", row[1]), ("owns the tables", row[2]))
+            if flag
+        ]
+        if not problems:
+            return
+        message = (
+            f"CAREHUB_DATABASE_URL: the application's database role {' and '.join(problems)}, so row-level "
+            "security does not bind it; connect as a role that does not own the tables and set "
+            "CAREHUB_MIGRATION_DATABASE_URL for migrations"
+        )
+        if self.settings.env == "production":
+            raise UnsafeDatabaseRole(message)
+        log.warning(message)
 
     async def stop(self) -> None:
         if self.redis is not None:

@@ -9,10 +9,11 @@ class DomainError(Exception):
     status = 400
     title = "Bad request"
 
-    def __init__(self, detail: str, *, field: str | None = None) -> None:
+    def __init__(self, detail: str, *, field: str | None = None, source: str = "body") -> None:
         super().__init__(detail)
         self.detail = detail
         self.field = field
+        self.source = source
 
 
 class NotFound(DomainError):

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     rate_limit_token_per_minute: int = Field(default=10, ge=0)
     rate_limit_api_per_minute: int = Field(default=600, ge=0)
     max_body_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000)
+    # Addresses of reverse proxies whose X-Forwarded-For is trusted (comma-separated IPs or networks, or "*").
+    # Unset: the TCP peer is the client, which is what per-client rate limits count.
+    forwarded_allow_ips: str | None = None
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 

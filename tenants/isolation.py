@@ -13,9 +13,10 @@ The only way around both is :func:`tenants.context.network_scope`.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
-from sqlalchemy import ForeignKey, event, text
+from sqlalchemy import ForeignKey, Table, event, text
 from sqlalchemy.orm import (
     Mapped,
     ORMExecuteState,
@@ -24,6 +25,9 @@ from sqlalchemy.orm import (
     mapped_column,
     with_loader_criteria,
 )
+from sqlalchemy.sql import visitors
+from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.elements import ClauseElement
 
 from tenants.context import NoTenantContext, get_tenant_id, network_scope_reason
 
@@ -39,12 +43,31 @@ class TenantOwned:
         return mapped_column(ForeignKey("tenants.id", ondelete="RESTRICT"), index=True, nullable=False)
 
 
-def _touches_tenant_data(state: ORMExecuteState) -> bool:
-    try:
-        mappers = state.all_mappers
-    except Exception:
-        return False
-    return any(issubclass(m.class_, TenantOwned) for m in mappers)
+def _tenant_tables() -> frozenset[Table]:
+    tables = set()
+    for cls in _all_subclasses(TenantOwned):
+        table = getattr(cls, "__table__", None)
+        if isinstance(table, Table):
+            tables.add(table)
+    return frozenset(tables)
+
+
+def _all_subclasses(cls: type) -> list[type]:
+    found: list[type] = []
+    subclasses: list[type] = cls.__subclasses__()
+    for sub in subclasses:
+        found.append(sub)
+        found.extend(_all_subclasses(sub))
+    return found
+
+
+def _touches_tenant_data(statement: Executable) -> bool:
+    """Whether a tenant-owned table appears anywhere in the statement (columns, FROM, joins, subqueries)."""
+    tenant_tables = _tenant_tables()
+    return any(
+        isinstance(element, Table) and element in tenant_tables
+        for element in visitors.iterate(cast(ClauseElement, statement))
+    )
 
 
 def _check_same_tenant(session: Session) -> None:
@@ -53,18 +76,44 @@ def _check_same_tenant(session: Session) -> None:
         raise NoTenantContext("tenant context changed inside a transaction; open a new session")
 
 
+def _check_insert_rows(state: ORMExecuteState, tenant_id: uuid.UUID) -> None:
+    """ORM ``insert()`` statements must name the current tenant on every row."""
+    rows: list[Mapping[str, Any]] = []
+    values = getattr(state.statement, "_values", None)
+    if values:
+        rows.append({getattr(k, "key", k): v for k, v in values.items()})
+    params = state.parameters
+    if isinstance(params, Mapping):
+        rows.append(params)
+    elif params:
+        rows.extend(params)
+    if not rows:
+        raise NoTenantContext("insert into a tenant-owned table without rows to check")
+    for row in rows:
+        value = row.get("tenant_id")
+        value = getattr(value, "value", value)  # a bound parameter
+        if value != tenant_id:
+            raise NoTenantContext("insert into a tenant-owned table must name the current tenant on every row")
+
+
 @event.listens_for(Session, "do_orm_execute")
 def _add_tenant_criteria(state: ORMExecuteState) -> None:
-    if not (state.is_select or state.is_update or state.is_delete):
-        return
-    if not _touches_tenant_data(state):
+    if not (state.is_select or state.is_update or state.is_delete or state.is_insert):
         return
     if network_scope_reason() is not None:
         return
     tenant_id = get_tenant_id()
     if tenant_id is None:
-        raise NoTenantContext("query on a tenant-owned model without a tenant context")
+        if _touches_tenant_data(state.statement):
+            raise NoTenantContext("query on a tenant-owned table without a tenant context")
+        return
     _check_same_tenant(state.session)
+    if state.is_insert:
+        if _touches_tenant_data(state.statement):
+            _check_insert_rows(state, tenant_id)
+        return
+    # Added to every statement: the criteria apply wherever a tenant-owned entity appears (selected,
+    # joined, in select_from or a subquery), and cost nothing where none does.
     state.statement = state.statement.options(
         with_loader_criteria(TenantOwned, lambda cls: cls.tenant_id == tenant_id, include_aliases=True)
     )

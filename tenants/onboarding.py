@@ -50,7 +50,7 @@ async def create_tenant(session: AsyncSession, principal: Principal, data: Tenan
     principal.require("tenants", "create")
     network = await session.scalar(select(Network).order_by(Network.created_at).limit(1))
     if network is None:
-        raise Conflict("the network is not set up; run 'carehub db upgrade' and seed it first")
+        raise Conflict("the network is not set up; create it with 'carehub init'")
     if await session.scalar(select(Tenant.id).where(Tenant.slug == data.slug)) is not None:
         raise Conflict(f"slug {data.slug} is taken", field="slug")
     tenant = Tenant(
@@ -97,7 +97,11 @@ async def _tenant(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant:
 
 async def get_tenant(session: AsyncSession, principal: Principal, tenant_id: uuid.UUID) -> TenantOut:
     principal.require("tenants", "read")
-    return tenant_out(await _tenant(session, tenant_id))
+    tenant = await _tenant(session, tenant_id)
+    members = await session.scalar(
+        select(func.count()).where(Membership.tenant_id == tenant.id, Membership.is_active.is_(True))
+    )
+    return tenant_out(tenant, members or 0)
 
 
 async def set_status(

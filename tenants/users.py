@@ -56,19 +56,23 @@ async def get_member(session: AsyncSession, principal: Principal, user_id: uuid.
 
 
 async def add_user(session: AsyncSession, principal: Principal, data: UserCreate) -> MemberOut:
-    """Add a user to the caller's tenant: a new account, or an existing one from another tenant."""
+    """Create an account in the caller's tenant.
+
+    An email that already has an account (in this or another tenant) is refused: that person joins by
+    invitation, proving who they are with their own password, and nothing of their account is shown here.
+    """
     principal.require("users", "create")
     email = data.email.strip().lower()
-    user = await session.scalar(select(User).where(User.email == email))
-    if user is None:
-        passwords.check_strength(data.password)
-        user = User(
-            id=uuid.uuid4(), email=email, full_name=data.full_name, password_hash=passwords.hash_password(data.password)
+    if await session.scalar(select(User.id).where(User.email == email)) is not None:
+        raise Conflict(
+            f"{email} already has a carehub account: invite it instead (POST /api/v1/invitations)", field="email"
         )
-        session.add(user)
-        await session.flush()
-    elif await session.scalar(select(Membership.id).where(Membership.user_id == user.id)) is not None:
-        raise Conflict(f"{email} is already a member of this tenant", field="email")
+    passwords.check_strength(data.password)
+    user = User(
+        id=uuid.uuid4(), email=email, full_name=data.full_name, password_hash=passwords.hash_password(data.password)
+    )
+    session.add(user)
+    await session.flush()
     membership = Membership(user_id=user.id, roles=sorted(set(data.roles)))
     session.add(membership)
     audit.record(

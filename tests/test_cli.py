@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -58,7 +59,7 @@ async def test_upgrade_seed_and_mint_a_token(env: dict[str, str]) -> None:
         headers = {"Authorization": f"Bearer {minted.stdout.strip()}"}
         patients = (await client.get("/api/v1/patients?limit=100", headers=headers)).json()["items"]
         assert 9 <= len(patients) <= 12
-        assert all(p["mrn"].startswith("ST-") for p in patients)
+        assert all(p["mrn"].startswith("STM-") for p in patients)
         for email, _name, tenant, roles in USERS:
             body = {"email": email, "password": DEMO_PASSWORD} | ({"tenant": tenant} if tenant else {})
             response = await client.post("/api/v1/auth/token", json=body)
@@ -132,3 +133,43 @@ def test_demo_serves_the_hub(env: dict[str, str]) -> None:
         output, _ = process.communicate(timeout=20)
     assert DEMO_PASSWORD in output
     assert "dr.lee@stmarys.example" in output
+
+
+def test_rate_limits_count_forwarded_clients_only_from_trusted_proxies(env: dict[str, str]) -> None:
+    assert _carehub(env, "db", "upgrade").returncode == 0
+    port = _free_port()
+    server_env = {**env, "CAREHUB_RATE_LIMIT_TOKEN_PER_MINUTE": "1", "CAREHUB_FORWARDED_ALLOW_IPS": "127.0.0.1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve", "--port", str(port)],
+        env=server_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    def sign_in(forwarded_for: str) -> int:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/auth/token",
+            method="POST",
+            data=b'{"email": "x@test.example", "password": "x", "tenant": "none"}',
+            headers={"content-type": "application/json", "x-forwarded-for": forwarded_for},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+                return int(response.status)
+        except urllib.error.HTTPError as error:
+            return int(error.code)
+
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert sign_in("203.0.113.7") == 401
+        assert sign_in("203.0.113.7") == 429, "the same client is limited"
+        assert sign_in("198.51.100.9") == 401, "another client behind the proxy has its own budget"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

@@ -54,7 +54,7 @@ class AuditController(Controller):
         principal.require("audit", "read")
         for name, value in (("since", since), ("until", until)):
             if value is not None and value.tzinfo is None:
-                raise InvalidInput(f"{name} needs a timezone (e.g. 2026-11-24T08:00:00Z)", field=name)
+                raise InvalidInput(f"{name} needs a timezone (e.g. 2026-11-24T08:00:00Z)", field=name, source="query")
         events = await audit.list_events(
             session,
             patient_id=patient_id,

@@ -26,7 +26,7 @@ class StatusChange(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class AcceptedOut(msgspec.Struct):
-    user_id: FromPath[uuid.UUID]
+    user_id: uuid.UUID
     tenant: str
 
 

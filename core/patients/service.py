@@ -135,26 +135,30 @@ async def update(
 ) -> PatientOut:
     principal.require("patients", "write")
     patient = await _load(session, principal, patient_id, "patient.update")
-    changed: list[str] = []
-    for field in changes.__struct_fields__:
-        value = getattr(changes, field)
-        if value is msgspec.UNSET:
-            continue
-        if field in ("given_name", "family_name", "sex") and value is None:
+    given = {f: getattr(changes, f) for f in changes.__struct_fields__ if getattr(changes, f) is not msgspec.UNSET}
+    for field in ("given_name", "family_name", "birth_date", "sex"):
+        if field in given and given[field] is None:
             raise InvalidInput(f"{field} cannot be empty", field=field)
-        if field == "birth_date":
-            _check_birth_date(value)
+    if "birth_date" in given:
+        _check_birth_date(given["birth_date"])
+    if "identifiers" in given:
+        _check_identifiers(given["identifiers"])
+        await _identifier_taken(session, given["identifiers"], except_patient=patient.id)
+    changed: list[str] = []
+    for field, value in given.items():
         if field == "identifiers":
-            _check_identifiers(value)
-            await _identifier_taken(session, value, except_patient=patient.id)
+            wanted = sorted((i.system, i.value) for i in value)
+            if wanted == sorted((i.system, i.value) for i in patient.identifiers):
+                continue
             # Let the removed identifiers go before the new ones claim their unique keys.
             patient.identifiers.clear()
             await session.flush()
-            patient.identifiers.extend(PatientIdentifier(system=i.system, value=i.value) for i in value)
-        elif field == "address":
-            patient.address = _address(value)
+            patient.identifiers.extend(PatientIdentifier(system=system, value=v) for system, v in wanted)
         else:
-            setattr(patient, field, value)
+            new = _address(value) if field == "address" else value
+            if getattr(patient, field) == new:
+                continue
+            setattr(patient, field, new)
         changed.append(field)
     if changed:
         patient.updated_at = utcnow()

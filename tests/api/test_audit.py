@@ -69,3 +69,13 @@ async def test_sign_in_attempts_are_audited_in_the_tenant(client: AsyncTestClien
     assert {e["actor_user_id"] for e in b_events} == {
         (await client.get("/api/v1/auth/me", headers=b_admin)).json()["user_id"]
     }
+
+
+async def test_update_audit_names_only_the_fields_that_changed(client: AsyncTestClient[Any], world: World) -> None:
+    doc = await login(client, "doc.a@test.example", world.slug_a)
+    patient = (await client.post("/api/v1/patients", json=patient_body(), headers=doc)).json()
+    body = {"given_name": "Ada", "language": "de", "identifiers": patient["identifiers"]}
+    assert (await client.patch(f"/api/v1/patients/{patient['id']}", json=body, headers=doc)).status_code == 200
+    admin = await login(client, "admin.a@test.example", world.slug_a)
+    updates = (await client.get("/api/v1/audit-events?action=patient.update", headers=admin)).json()["items"]
+    assert [u["detail"] for u in updates] == [{"fields": ["language"]}]

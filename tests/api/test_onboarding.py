@@ -134,25 +134,36 @@ async def test_tenant_admin_manages_roles_in_own_tenant(client: AsyncTestClient[
 
 
 async def test_existing_user_joins_a_second_tenant(client: AsyncTestClient[Any], world: World) -> None:
-    """A clinician who works at both hospitals has one account and a membership in each."""
+    """A clinician who works at both hospitals has one account and a membership in each; the account joins
+    the second tenant by invitation, with its own password, and is never disclosed to the other admin."""
     b_admin = await login(client, "admin.b@test.example", world.slug_b)
-    added = await client.post(
+    direct = await client.post(
         "/api/v1/users",
         headers=b_admin,
         json={
             "email": "doc.a@test.example",
-            "full_name": "ignored",
+            "full_name": "x",
             "roles": ["care_manager"],
-            "password": "irrelevant-for-existing",
+            "password": "takeover-attempt",
         },
     )
-    assert added.status_code == 201
-    again = await client.post(
-        "/api/v1/users",
-        headers=b_admin,
-        json={"email": "doc.a@test.example", "full_name": "x", "roles": ["chw"], "password": "irrelevant-for-existing"},
+    assert direct.status_code == 409
+    assert direct.json()["errors"][0]["field"] == "email"
+    assert "doc_a" not in direct.text, "the existing account's name is not shown"
+    invitation = (
+        await client.post(
+            "/api/v1/invitations", headers=b_admin, json={"email": "doc.a@test.example", "roles": ["care_manager"]}
+        )
+    ).json()
+    wrong = await client.post(
+        "/api/v1/invitations/accept",
+        json={"token": invitation["token"], "full_name": "x", "password": "not-their-password"},
     )
-    assert again.status_code == 409
+    assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"] == "password"
+    accepted = await client.post(
+        "/api/v1/invitations/accept", json={"token": invitation["token"], "full_name": "ignored", "password": PASSWORD}
+    )
+    assert accepted.status_code == 200, accepted.text
     in_b = await _token(client, "doc.a@test.example", PASSWORD, world.slug_b)
     assert (await client.get("/api/v1/auth/me", headers=in_b)).json()["roles"] == ["care_manager"]
     in_a = await _token(client, "doc.a@test.example", PASSWORD, world.slug_a)

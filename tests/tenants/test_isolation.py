@@ -7,16 +7,17 @@ from collections.abc import AsyncIterator
 from datetime import date
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.exc import DBAPIError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.audit import AuditEvent
-from core.db import make_engine, make_sessionmaker
+from core.db import make_engine, make_sessionmaker, utcnow
 from core.patients.models import Patient
 from core.schema import tenant_owned_tables
 from core.settings import Settings
 from tenants.context import NoTenantContext, network_scope, tenant_context
+from tenants.models import Membership, User
 from tests.conftest import World
 
 
@@ -55,11 +56,54 @@ async def test_orm_filter_scopes_every_query(db: async_sessionmaker[AsyncSession
             assert await session.get(Patient, b_id) is None
 
 
+async def test_filter_reaches_joins_counts_and_bulk_statements(
+    db: async_sessionmaker[AsyncSession], world: World
+) -> None:
+    await _seed_two(db, world)
+    with tenant_context(world.tenant_a):
+        async with db() as session:
+            assert await session.scalar(select(func.count()).select_from(Patient)) == 1
+            members = (await session.scalars(select(User.email).join(Membership, Membership.user_id == User.id))).all()
+            assert sorted(members) == ["admin.a@test.example", "chw.a@test.example", "doc.a@test.example"]
+            in_subquery = select(Patient.id).where(Patient.mrn == "B-1").scalar_subquery()
+            assert await session.scalar(select(func.count()).where(Patient.id == in_subquery)) == 0
+        async with db() as session, session.begin():
+            result = await session.execute(
+                update(Patient).values(language="xx").execution_options(synchronize_session=False)
+            )
+            assert result.rowcount == 1
+        async with db() as session:
+            row = {
+                "id": uuid.uuid4(),
+                "mrn": "B-2",
+                "given_name": "x",
+                "family_name": "x",
+                "birth_date": date(1970, 1, 1),
+                "sex": "unknown",
+                "active": True,
+                "created_at": utcnow(),
+                "updated_at": utcnow(),
+            }
+            with pytest.raises(NoTenantContext):
+                await session.execute(insert(Patient).values(**row, tenant_id=world.tenant_b))
+            with pytest.raises(NoTenantContext):
+                await session.execute(insert(Patient).values(**row))
+    with tenant_context(world.tenant_b):
+        async with db() as session:
+            assert (await session.scalars(select(Patient.language))).all() == [None]
+
+
 async def test_query_without_tenant_context_raises(db: async_sessionmaker[AsyncSession], world: World) -> None:
     await _seed_two(db, world)
     async with db() as session:
         with pytest.raises(NoTenantContext):
             await session.scalars(select(Patient))
+        with pytest.raises(NoTenantContext):
+            await session.scalar(select(func.count()).select_from(Patient))
+        with pytest.raises(NoTenantContext):
+            await session.scalars(select(User.email).join(Membership, Membership.user_id == User.id))
+        # Network-level tables need no tenant.
+        assert await session.scalar(select(func.count()).select_from(User)) == 6
     async with db() as session:
         session.add(_patient("X-1"))
         with pytest.raises(NoTenantContext):
@@ -183,3 +227,27 @@ async def test_application_role_cannot_bypass_rls(db: async_sessionmaker[AsyncSe
     by_name = {row.relname: row for row in owners}
     for table in tenant_owned_tables():
         assert by_name[table].relrowsecurity and by_name[table].relforcerowsecurity, table
+
+
+@pytest.mark.postgres_only
+async def test_production_refuses_a_role_that_rls_does_not_bind(settings: Settings) -> None:
+    from api.hub import Hub, UnsafeDatabaseRole
+    from tests.conftest import base_settings
+
+    keys = {"jwt_keys": {"k": "p" * 40}, "jwt_active_kid": "k"}
+    as_owner = base_settings(env="production", database_url=settings.owner_database_url, **keys)
+    hub = Hub.create(as_owner)
+    try:
+        with pytest.raises(UnsafeDatabaseRole, match=r"CAREHUB_DATABASE_URL: .* is a superuser"):
+            await hub.start()
+    finally:
+        await hub.stop()
+    as_app = base_settings(
+        env="production", database_url=settings.database_url, migration_database_url=settings.owner_database_url, **keys
+    )
+    hub = Hub.create(as_app)
+    try:
+        await hub.start()
+        assert hub.authorizer is not None
+    finally:
+        await hub.stop()
