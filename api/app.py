@@ -43,26 +43,18 @@ def _is_api_call(request: Request[Any, Any, Any]) -> bool:
 
 
 def _rate_limits(settings: Settings) -> list[RateLimitConfig]:
-    limits = []
-    if settings.rate_limit_token_per_minute:
-        limits.append(
-            RateLimitConfig(
-                rate_limit=("minute", settings.rate_limit_token_per_minute),
-                store="rate_limit_token",
-                check_throttle_handler=_is_token_endpoint,
-                exclude=["/schema"],
-            )
+    """Per-client budgets: a small one for sign-in endpoints, a larger one for the rest (0 turns one off)."""
+    budgets = (
+        (settings.rate_limit_token_per_minute, "rate_limit_token", _is_token_endpoint),
+        (settings.rate_limit_api_per_minute, "rate_limit_api", _is_api_call),
+    )
+    return [
+        RateLimitConfig(
+            rate_limit=("minute", per_minute), store=store, check_throttle_handler=applies, exclude=["/schema"]
         )
-    if settings.rate_limit_api_per_minute:
-        limits.append(
-            RateLimitConfig(
-                rate_limit=("minute", settings.rate_limit_api_per_minute),
-                store="rate_limit_api",
-                check_throttle_handler=_is_api_call,
-                exclude=["/schema"],
-            )
-        )
-    return limits
+        for per_minute, store, applies in budgets
+        if per_minute
+    ]
 
 
 def create_app(settings: Settings | None = None) -> Litestar:
