@@ -153,8 +153,11 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     from core.errors import InvalidInput
     from tenants import passwords
 
-    if not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?", args.network_slug) or len(args.network_slug) > 63:
-        return _fail("--network-slug: use lowercase letters, digits and hyphens", 2)
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,61}[a-z0-9]", args.network_slug):
+        return _fail("--network-slug: 2 to 63 lowercase letters, digits and hyphens", 2)
+    for option, value in (("--network-name", args.network_name), ("--name", args.name)):
+        if not value.strip() or len(value) > 200:
+            return _fail(f"{option}: 1 to 200 characters", 2)
     if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", args.email):
         return _fail("--email: not an email address", 2)
     password = os.environ.get("CAREHUB_INIT_PASSWORD") or getpass.getpass("network administrator password: ")

@@ -58,14 +58,19 @@ class Hub:
                 await conn.execute(
                     text(
                         "SELECT r.rolsuper, r.rolbypassrls, EXISTS (SELECT 1 FROM pg_tables t"
-                        " WHERE t.tableowner = current_user AND t.schemaname = current_schema()) AS owns"
+                        " WHERE t.schemaname = current_schema()"
+                        " AND pg_has_role(current_user, t.tableowner, 'MEMBER')) AS owns"
                         " FROM pg_roles r WHERE r.rolname = current_user"
                     )
                 )
             ).one()
         problems = [
             name
-            for name, flag in (("is a superuser", row[0]), ("has BYPASSRLS", row[1]), ("owns the tables", row[2]))
+            for name, flag in (
+                ("is a superuser", row[0]),
+                ("has BYPASSRLS", row[1]),
+                ("owns the tables (or is a member of their owner)", row[2]),
+            )
             if flag
         ]
         if not problems:

@@ -121,6 +121,7 @@ async def seed(db: async_sessionmaker[AsyncSession], patients_per_tenant: int = 
                 name=name,
                 kind=kind,
                 status="active",
+                created_at=now,
                 activated_at=now,
             )
             session.add(tenants[slug])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from functools import lru_cache
 from typing import Annotated, Literal
@@ -66,6 +67,21 @@ class Settings(BaseSettings):
         if value and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must start with redis://, rediss:// or unix://")
         return value or None
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxy_addresses(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        entries = [entry.strip() for entry in value.split(",")]
+        for entry in entries:
+            if entry == "*":
+                continue
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network (or *)") from None
+        return ",".join(entries)
 
     @field_validator("jwt_keys", mode="before")
     @classmethod

@@ -70,10 +70,13 @@ def _touches_tenant_data(statement: Executable) -> bool:
     )
 
 
-def _check_same_tenant(session: Session) -> None:
-    begun = session.info.get(_BEGUN_TENANT)
-    if _BEGUN_TENANT in session.info and begun != get_tenant_id():
-        raise NoTenantContext("tenant context changed inside a transaction; open a new session")
+def _check_same_scope(session: Session) -> None:
+    """The tenant (and network scope) a transaction began with is the one it keeps (RLS was set for it)."""
+    if _BEGUN_TENANT not in session.info:
+        return
+    begun = (session.info[_BEGUN_TENANT], session.info.get(_BEGUN_SCOPE) is not None)
+    if begun != (get_tenant_id(), network_scope_reason() is not None):
+        raise NoTenantContext("tenant context or network scope changed inside a transaction; open a new session")
 
 
 def _check_insert_rows(state: ORMExecuteState, tenant_id: uuid.UUID) -> None:
@@ -100,6 +103,7 @@ def _check_insert_rows(state: ORMExecuteState, tenant_id: uuid.UUID) -> None:
 def _add_tenant_criteria(state: ORMExecuteState) -> None:
     if not (state.is_select or state.is_update or state.is_delete or state.is_insert):
         return
+    _check_same_scope(state.session)
     if network_scope_reason() is not None:
         return
     tenant_id = get_tenant_id()
@@ -107,10 +111,14 @@ def _add_tenant_criteria(state: ORMExecuteState) -> None:
         if _touches_tenant_data(state.statement):
             raise NoTenantContext("query on a tenant-owned table without a tenant context")
         return
-    _check_same_tenant(state.session)
     if state.is_insert:
         if _touches_tenant_data(state.statement):
             _check_insert_rows(state, tenant_id)
+        return
+    if not state.is_orm_statement:
+        # A Core statement on Table objects: the ORM criteria cannot reach it, so it is refused.
+        if _touches_tenant_data(state.statement):
+            raise NoTenantContext("Core statements on tenant-owned tables are refused; use the ORM entity")
         return
     # Added to every statement: the criteria apply wherever a tenant-owned entity appears (selected,
     # joined, in select_from or a subquery), and cost nothing where none does.

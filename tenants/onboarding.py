@@ -88,6 +88,14 @@ async def list_tenants(
     return [tenant_out(t, n or 0) for t, n in rows.all()]
 
 
+async def _member_count(session: AsyncSession, tenant_id: uuid.UUID) -> int:
+    """Active members of a tenant (network administrators' requests run in network scope)."""
+    count = await session.scalar(
+        select(func.count()).where(Membership.tenant_id == tenant_id, Membership.is_active.is_(True))
+    )
+    return int(count or 0)
+
+
 async def _tenant(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant:
     tenant = await session.get(Tenant, tenant_id)
     if tenant is None:
@@ -98,10 +106,7 @@ async def _tenant(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant:
 async def get_tenant(session: AsyncSession, principal: Principal, tenant_id: uuid.UUID) -> TenantOut:
     principal.require("tenants", "read")
     tenant = await _tenant(session, tenant_id)
-    members = await session.scalar(
-        select(func.count()).where(Membership.tenant_id == tenant.id, Membership.is_active.is_(True))
-    )
-    return tenant_out(tenant, members or 0)
+    return tenant_out(tenant, await _member_count(session, tenant.id))
 
 
 async def set_status(
@@ -110,7 +115,7 @@ async def set_status(
     principal.require("tenants", "update")
     tenant = await _tenant(session, tenant_id)
     if tenant.status == status:
-        return tenant_out(tenant)
+        return tenant_out(tenant, await _member_count(session, tenant.id))
     if (tenant.status, status) not in TRANSITIONS:
         raise Conflict(f"a {tenant.status} tenant cannot become {status}", field="status")
     previous = tenant.status
@@ -132,7 +137,7 @@ async def set_status(
         detail={"from": previous, "to": status},
     )
     await session.flush()
-    return tenant_out(tenant)
+    return tenant_out(tenant, await _member_count(session, tenant.id))
 
 
 async def invite_to_tenant(

@@ -23,6 +23,7 @@ from core.settings import SettingsError, load_settings
         ("CAREHUB_JWT_ACTIVE_KID", "missing", "is not a key id"),
         ("CAREHUB_PORT", "70000", "less than or equal to 65535"),
         ("CAREHUB_ENV", "staging", "CAREHUB_ENV"),
+        ("CAREHUB_FORWARDED_ALLOW_IPS", "10.0.0.0/8, proxy.internal", "'proxy.internal' is not an IP address"),
     ],
 )
 def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str) -> None:
@@ -57,3 +58,10 @@ def test_the_command_stops_with_one_clear_line() -> None:
         "carehub: configuration error: CAREHUB_JWT_TTL_SECONDS: Input should be a valid integer, "
         "unable to parse string as an integer"
     ]
+
+
+def test_trusted_proxies_are_normalised(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CAREHUB_FORWARDED_ALLOW_IPS", " 10.0.0.0/8, 127.0.0.1 ")
+    assert load_settings().forwarded_allow_ips == "10.0.0.0/8,127.0.0.1"
+    monkeypatch.setenv("CAREHUB_FORWARDED_ALLOW_IPS", "")
+    assert load_settings().forwarded_allow_ips is None

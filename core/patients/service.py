@@ -171,7 +171,10 @@ async def update(
         patient_id=patient.id,
         detail={"fields": changed},
     )
-    outbox.emit(session, "patient.updated", {"patient_id": str(patient.id), "fields": changed}, aggregate_id=patient.id)
+    if changed:
+        outbox.emit(
+            session, "patient.updated", {"patient_id": str(patient.id), "fields": changed}, aggregate_id=patient.id
+        )
     await session.flush()
     return to_out(patient)
 

@@ -69,6 +69,9 @@ async def test_network_admin_onboards_a_clinic(client: AsyncTestClient[Any], wor
 
     activated = await client.post(f"/api/v1/network/tenants/{tenant['id']}/activate", headers=network)
     assert activated.json()["status"] == "active" and activated.json()["activated_at"]
+    assert activated.json()["member_count"] == 2
+    one = (await client.get(f"/api/v1/network/tenants/{tenant['id']}", headers=network)).json()
+    assert one["member_count"] == 2 and one["slug"] == "eastside-clinic"
     listing = (await client.get("/api/v1/network/tenants?status=active", headers=network)).json()["items"]
     east = next(t for t in listing if t["slug"] == "eastside-clinic")
     assert east["member_count"] == 2

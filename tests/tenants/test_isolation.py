@@ -93,6 +93,30 @@ async def test_filter_reaches_joins_counts_and_bulk_statements(
             assert (await session.scalars(select(Patient.language))).all() == [None]
 
 
+async def test_core_statements_on_tenant_tables_are_refused(db: async_sessionmaker[AsyncSession], world: World) -> None:
+    await _seed_two(db, world)
+    patients = Patient.__table__
+    with tenant_context(world.tenant_a):
+        async with db() as session:
+            with pytest.raises(NoTenantContext, match="Core statements"):
+                await session.execute(update(patients).values(language="xx"))
+            with pytest.raises(NoTenantContext, match="Core statements"):
+                await session.execute(select(func.count()).select_from(patients))
+    with network_scope("test: count all"):
+        async with db() as session:
+            assert await session.scalar(select(func.count()).select_from(patients)) == 2
+
+
+async def test_entering_network_scope_inside_a_transaction_fails_closed(
+    db: async_sessionmaker[AsyncSession], world: World
+) -> None:
+    with tenant_context(world.tenant_a):
+        async with db() as session:
+            await session.scalars(select(Patient))
+            with network_scope("test"), pytest.raises(NoTenantContext):
+                await session.scalars(select(Patient))
+
+
 async def test_query_without_tenant_context_raises(db: async_sessionmaker[AsyncSession], world: World) -> None:
     await _seed_two(db, world)
     async with db() as session:
