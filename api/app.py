@@ -21,7 +21,7 @@ from api.controllers.network import InvitationController, NetworkController
 from api.controllers.patients import PatientController
 from api.controllers.users import UserController
 from api.deps import DEPENDENCIES
-from api.errors import EXCEPTION_HANDLERS
+from api.errors import EXCEPTION_HANDLERS, refuse_nul_characters
 from api.hub import Hub
 from core.settings import Settings, get_settings
 
@@ -98,5 +98,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_startup=[hub.start],
         on_shutdown=[hub.stop],
         request_max_body_size=settings.max_body_bytes,
+        before_request=refuse_nul_characters,
         debug=False,
     )

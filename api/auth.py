@@ -9,15 +9,13 @@ from litestar.datastructures import Headers
 
 from api.hub import Hub
 from core.errors import Unauthorized
-from core.principal import Principal
-from tenants import accounts
 from tenants.context import network_scope, tenant_context
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Receive, Scope, Send
 
 PUBLIC = "public"
-REQUEST_SESSION = "carehub.session"
+CLAIMS = "carehub.claims"
 
 
 def hub_of(scope: Scope) -> Hub:
@@ -51,32 +49,14 @@ class AuthMiddleware:
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("a bearer token is required (Authorization: Bearer <token>)")
         claims = hub.tokens.verify(token.strip())
+        # Only the signature and claims are checked here: no database connection is held while the body
+        # arrives. The caller is re-read from the database by the ``principal`` dependency, in the
+        # request's transaction, after the body has been read.
+        scope.setdefault("state", {})[CLAIMS] = claims
         scope_cm: AbstractContextManager[object] = (
             tenant_context(claims.tenant_id)
             if claims.tenant_id is not None
             else network_scope("network administrator request")
         )
         with scope_cm:
-            # The request's one session and transaction: begun here, in the tenant context, shared with
-            # the handler through the ``session`` dependency, which commits or rolls it back.
-            async with hub.db() as session:
-                caller = await accounts.resolve(session, claims.user_id, claims.tenant_id, claims.token_version)
-                assert hub.authorizer is not None
-                principal = Principal(
-                    user_id=caller.user_id,
-                    email=caller.email,
-                    full_name=caller.full_name,
-                    tenant_id=caller.tenant_id,
-                    roles=caller.roles,
-                    authorizer=hub.authorizer,
-                )
-                hub.authorizer.sync_roles(str(principal.user_id), principal.domain, principal.roles)
-                scope["user"] = principal
-                scope.setdefault("state", {})[REQUEST_SESSION] = session
-                await self.app(scope, receive, send)
-
-
-def require_principal(scope_user: object) -> Principal:
-    if not isinstance(scope_user, Principal):
-        raise Unauthorized("not signed in")
-    return scope_user
+            await self.app(scope, receive, send)

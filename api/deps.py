@@ -12,11 +12,14 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.auth import REQUEST_SESSION
+from api.auth import CLAIMS
 from api.hub import Hub
+from api.tokens import Claims
 from core import audit
+from core.errors import Forbidden, Unauthorized
 from core.principal import Principal
 from core.settings import Settings
+from tenants import accounts
 
 MAX_PAGE = 100
 Limit = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE, description=f"page size, at most {MAX_PAGE}")]
@@ -27,19 +30,27 @@ Config = NamedDependency[Settings]
 
 
 async def provide_session(request: Request[Any, Any, Any]) -> AsyncGenerator[AsyncSession, None]:
-    """One transaction per request: committed when the handler succeeds, rolled back on any error.
+    """One session and transaction per request, begun in the caller's tenant context (set by the
+    authentication middleware): committed when the handler succeeds, rolled back on any error.
 
-    Authenticated requests reuse the session the authentication middleware began in the caller's tenant
-    context. Audit events of failed accesses (e.g. a read of a missing record) are written after the rollback.
+    After a rollback, the audit events of refused or failed accesses are written in a fresh transaction.
     """
-    session = request.scope.get("state", {}).get(REQUEST_SESSION)
-    if session is None:
-        hub: Hub = request.app.state.hub
-        session = hub.db()
+    hub: Hub = request.app.state.hub
+    session = hub.db()
     try:
         yield session
-    except Exception:
+    except Exception as exc:
         await session.rollback()
+        principal = request.scope.get("user")
+        if isinstance(exc, Forbidden) and exc.action and isinstance(principal, Principal) and principal.tenant_id:
+            audit.record_failure(
+                session,
+                principal.actor,
+                action=exc.action,
+                resource_type=exc.resource_type,
+                outcome="denied",
+                reason=exc.detail,
+            )
         await audit.flush_failures(session)
         raise
     else:
@@ -48,10 +59,25 @@ async def provide_session(request: Request[Any, Any, Any]) -> AsyncGenerator[Asy
         await session.close()
 
 
-def provide_principal(request: Request[Any, Any, Any]) -> Principal:
-    user = request.scope.get("user")
-    assert isinstance(user, Principal), "route is not behind AuthMiddleware"
-    return user
+async def provide_principal(request: Request[Any, Any, Any], session: Db) -> Principal:
+    """The caller, re-read in the request's transaction: revocation, removal and suspension act at once."""
+    claims = request.scope.get("state", {}).get(CLAIMS)
+    if not isinstance(claims, Claims):
+        raise Unauthorized("a bearer token is required (Authorization: Bearer <token>)")
+    hub: Hub = request.app.state.hub
+    assert hub.authorizer is not None
+    caller = await accounts.resolve(session, claims.user_id, claims.tenant_id, claims.token_version, claims.issued_at)
+    principal = Principal(
+        user_id=caller.user_id,
+        email=caller.email,
+        full_name=caller.full_name,
+        tenant_id=caller.tenant_id,
+        roles=caller.roles,
+        authorizer=hub.authorizer,
+        tenant_status=caller.tenant_status,
+    )
+    request.scope["user"] = principal
+    return principal
 
 
 def provide_settings(state: State) -> Settings:
@@ -61,7 +87,7 @@ def provide_settings(state: State) -> Settings:
 
 DEPENDENCIES = {
     "session": Provide(provide_session),
-    "principal": Provide(provide_principal, sync_to_thread=False),
+    "principal": Provide(provide_principal),
     "settings": Provide(provide_settings, sync_to_thread=False),
 }
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import jwt
 
@@ -21,6 +21,7 @@ class Claims:
     user_id: uuid.UUID
     tenant_id: uuid.UUID | None
     token_version: int
+    issued_at: datetime
 
 
 class TokenService:
@@ -36,7 +37,8 @@ class TokenService:
             "sub": str(user_id),
             "tid": str(tenant_id) if tenant_id else None,
             "ver": token_version,
-            "iat": now,
+            # A fractional NumericDate: compared with suspension and removal times to the microsecond.
+            "iat": now.timestamp(),
             "nbf": now,
             "exp": expires,
             "jti": uuid.uuid4().hex,
@@ -77,6 +79,7 @@ class TokenService:
             user_id = uuid.UUID(claims["sub"])
             tenant_id = uuid.UUID(claims["tid"]) if claims.get("tid") else None
             version = int(claims["ver"])
-        except (ValueError, TypeError, KeyError):
-            raise Unauthorized("invalid token: bad subject, tenant or version claim") from None
-        return Claims(user_id=user_id, tenant_id=tenant_id, token_version=version)
+            issued_at = datetime.fromtimestamp(float(claims["iat"]), UTC)
+        except (ValueError, TypeError, KeyError, OverflowError, OSError):
+            raise Unauthorized("invalid token: bad subject, tenant, version or issue time claim") from None
+        return Claims(user_id=user_id, tenant_id=tenant_id, token_version=version, issued_at=issued_at)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Index, String, event, select
+from sqlalchemy import JSON, CheckConstraint, Index, String, UniqueConstraint, event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -22,6 +22,7 @@ class AuditEvent(IdMixin, TenantOwned, Base):
     __table_args__ = (
         CheckConstraint("outcome IN ('success', 'denied', 'not_found', 'failure')", name="outcome"),
         Index("ix_audit_events_tenant_at", "tenant_id", "at"),
+        UniqueConstraint("tenant_id", "id"),
     )
 
     at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -29,8 +29,15 @@ class Conflict(DomainError):
 
 
 class Forbidden(DomainError):
+    """The caller's role does not allow the action; ``action`` names it for the audit log."""
+
     status = 403
     title = "Forbidden"
+
+    def __init__(self, detail: str, *, action: str | None = None, resource_type: str = "") -> None:
+        super().__init__(detail)
+        self.action = action
+        self.resource_type = resource_type
 
 
 class Unauthorized(DomainError):

@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, String
+from sqlalchemy import JSON, Index, String, UniqueConstraint
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -20,7 +20,10 @@ from tenants.isolation import TenantOwned
 
 class OutboxEvent(IdMixin, TenantOwned, Base):
     __tablename__ = "outbox_events"
-    __table_args__ = (Index("ix_outbox_events_unpublished", "published_at", "created_at"),)
+    __table_args__ = (
+        Index("ix_outbox_events_unpublished", "published_at", "created_at"),
+        UniqueConstraint("tenant_id", "id"),
+    )
 
     topic: Mapped[str] = mapped_column(String(100))
     # Events about the same aggregate (usually a patient) are delivered in creation order.

@@ -10,6 +10,8 @@ from core.authz import Authorizer
 from core.errors import Forbidden
 
 NETWORK_DOMAIN = "network"
+# What a tenant's administrators may do while the tenant is pending activation: set up its people.
+SETUP_OBJECTS = frozenset({"users", "audit"})
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,7 @@ class Principal:
     tenant_id: uuid.UUID | None
     roles: tuple[str, ...]
     authorizer: Authorizer
+    tenant_status: str | None = None
 
     @property
     def domain(self) -> str:
@@ -32,9 +35,20 @@ class Principal:
         return Actor(user_id=self.user_id, roles=self.roles)
 
     def can(self, obj: str, act: str) -> bool:
-        return self.authorizer.allows(str(self.user_id), self.domain, obj, act)
+        """Whether the caller's roles (as read for this request) grant ``act`` on ``obj``."""
+        if self.tenant_status == "pending" and obj not in SETUP_OBJECTS:
+            return False
+        # Synchronise and decide in one step (no await between), so that concurrent requests of the same
+        # user never decide on each other's roles.
+        user = str(self.user_id)
+        self.authorizer.sync_roles(user, self.domain, self.roles)
+        return self.authorizer.allows(user, self.domain, obj, act)
 
     def require(self, obj: str, act: str) -> None:
         """Raise :class:`Forbidden` unless one of the caller's roles grants ``act`` on ``obj``."""
         if not self.can(obj, act):
-            raise Forbidden(f"your role does not allow '{act}' on '{obj}'")
+            if self.tenant_status == "pending" and obj not in SETUP_OBJECTS:
+                detail = "the tenant is pending activation: only user and invitation set-up is open"
+            else:
+                detail = f"your role does not allow '{act}' on '{obj}'"
+            raise Forbidden(detail, action=f"{obj}.{act}", resource_type=obj)

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import secrets
 from functools import lru_cache
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
-DEV_JWT_KEY = "dev-only-key-change-me-in-production-0123456789"
+LOCAL_KEY_FILE = "jwt-signing.key"
 
 
 class SettingsError(Exception):
@@ -30,9 +33,12 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     jwt_issuer: str = "carehub"
     jwt_audience: str = "carehub-api"
+    # Where the embedded default keeps its files (its signing key when CAREHUB_JWT_KEYS is not set).
+    data_dir: str = "var"
     # JSON object of key id -> secret; the active key signs, every listed key verifies (rotation).
-    jwt_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=lambda: {"dev": DEV_JWT_KEY})
-    jwt_active_kid: str = "dev"
+    # Required in production; elsewhere a random key is made once and kept in data_dir.
+    jwt_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    jwt_active_kid: str = "local"
     jwt_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
     password_time_cost: int = Field(default=3, ge=1, le=10)
@@ -93,17 +99,35 @@ class Settings(BaseSettings):
                 raise ValueError('must be a JSON object such as {"2026-11": "secret"}') from exc
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _local_key(cls, data: Any) -> Any:
+        """Outside production, with no keys configured, sign with a random key kept in ``data_dir``."""
+        if not isinstance(data, dict) or data.get("jwt_keys") or data.get("env") == "production":
+            return data
+        path = Path(str(data.get("data_dir") or "var")) / LOCAL_KEY_FILE
+        try:
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_urlsafe(48))
+            key = path.read_text().strip()
+        except FileExistsError:
+            key = path.read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"CAREHUB_DATA_DIR: cannot keep the local signing key there ({exc})") from None
+        return {**data, "jwt_keys": {"local": key}, "jwt_active_kid": data.get("jwt_active_kid") or "local"}
+
     @model_validator(mode="after")
     def _check_keys(self) -> Settings:
         if not self.jwt_keys:
-            raise ValueError("CAREHUB_JWT_KEYS: at least one key is needed")
+            raise ValueError("CAREHUB_JWT_KEYS: required in production (a JSON object of key id -> secret)")
         for kid, secret in self.jwt_keys.items():
             if len(secret.encode()) < 32:
                 raise ValueError(f"CAREHUB_JWT_KEYS: key {kid!r} is shorter than 32 bytes")
         if self.jwt_active_kid not in self.jwt_keys:
             raise ValueError(f"CAREHUB_JWT_ACTIVE_KID: {self.jwt_active_kid!r} is not a key id in CAREHUB_JWT_KEYS")
-        if self.env == "production" and DEV_JWT_KEY in self.jwt_keys.values():
-            raise ValueError("CAREHUB_JWT_KEYS: the development key must not be used in production")
         return self
 
     @property

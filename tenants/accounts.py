@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core import audit
+from core.db import utcnow
 from core.errors import Forbidden, InvalidInput, Unauthorized
 from tenants import passwords
-from tenants.context import tenant_context
+from tenants.context import get_tenant_id, tenant_context
 from tenants.models import Membership, Tenant, User
 
 ACTIVE_STATUSES = ("pending", "active")
 BAD_LOGIN = "email, password or tenant is wrong"
+MAX_FAILED_LOGINS = 10
+LOCKOUT = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -26,57 +30,97 @@ class Caller:
     tenant_id: uuid.UUID | None
     roles: tuple[str, ...]
     token_version: int
+    tenant_status: str | None = None
+
+
+def normalise_email(email: str, field: str = "email") -> str:
+    """Lower-case and strip an email; refuse one that normalisation made too long for the column."""
+    normalised = email.strip().lower()
+    if len(normalised) > 254:
+        raise InvalidInput(f"{field} is longer than 254 characters", field=field)
+    return normalised
+
+
+async def _check_password(db: async_sessionmaker[AsyncSession], user: User | None, password: str) -> bool:
+    """Verify a password, counting failures and locking the account for a while after too many."""
+    now = utcnow()
+    locked = user is not None and user.locked_until is not None and user.locked_until > now
+    ok = await passwords.verify_password_async(user.password_hash if user else None, password)
+    if user is None:
+        return False
+    ok = ok and not locked and user.is_active
+    if ok and user.failed_logins == 0:
+        return True
+    async with db() as session, session.begin():
+        fresh = await session.get(User, user.id)
+        if fresh is None:
+            return False
+        if ok:
+            fresh.failed_logins = 0
+            fresh.locked_until = None
+        elif not locked:
+            fresh.failed_logins += 1
+            if fresh.failed_logins >= MAX_FAILED_LOGINS:
+                fresh.locked_until = now + LOCKOUT
+                fresh.failed_logins = 0
+    return ok
 
 
 async def sign_in(db: async_sessionmaker[AsyncSession], email: str, password: str, tenant_slug: str | None) -> Caller:
     """Check the credentials and the membership the token will be scoped to.
 
-    Every attempt at a known tenant, successful or not, is written to that tenant's audit log.
+    Every attempt by a member of the tenant, successful or not, is written to that tenant's audit log;
+    attempts by strangers are not (a tenant's log never holds other people's emails).
 
     Raises:
-        Unauthorized: wrong email, password, tenant, or no membership there (one message for all).
+        Unauthorized: wrong email, password, tenant, or no membership there (one answer for all).
         Forbidden: the tenant is suspended.
     """
-    email = email.strip().lower()
+    email = normalise_email(email)
     async with db() as session:
         user = await session.scalar(select(User).where(User.email == email))
         tenant = await session.scalar(select(Tenant).where(Tenant.slug == tenant_slug)) if tenant_slug else None
-    ok = passwords.verify_password(user.password_hash if user else None, password)
-    valid_user = user is not None and ok and user.is_active
+    ok = await _check_password(db, user, password)
     if tenant_slug is None:
-        if not valid_user or user is None:
+        if not ok or user is None or user.network_role != "network_admin":
             raise Unauthorized(BAD_LOGIN)
-        if user.network_role != "network_admin":
-            raise InvalidInput("tenant is required for users who are not network administrators", field="tenant")
         return Caller(user.id, user.email, user.full_name, None, ("network_admin",), user.token_version)
-    if tenant is None:
+    if tenant is None or user is None:
         raise Unauthorized(BAD_LOGIN)
     with tenant_context(tenant.id):
         async with db() as session, session.begin():
-            roles: tuple[str, ...] = ()
-            if valid_user and user is not None:
-                membership = await session.scalar(
-                    select(Membership).where(Membership.user_id == user.id, Membership.is_active.is_(True))
+            membership = await session.scalar(
+                select(Membership).where(
+                    Membership.user_id == user.id, Membership.tenant_id == tenant.id, Membership.is_active.is_(True)
                 )
-                roles = tuple(membership.roles) if membership else ()
-            allowed = bool(roles) and tenant.status in ACTIVE_STATUSES
+            )
+            if membership is None:
+                raise Unauthorized(BAD_LOGIN)
+            roles = tuple(membership.roles)
+            allowed = ok and bool(roles) and tenant.status in ACTIVE_STATUSES
             audit.record(
                 session,
-                audit.Actor(user.id if user is not None and roles else None, roles),
+                audit.Actor(user.id, roles),
                 action="auth.sign_in",
                 resource_type="User",
-                resource_id=user.id if user is not None and roles else None,
+                resource_id=user.id,
                 outcome="success" if allowed else "denied",
-                detail=None if allowed else {"email": email},
+                reason=None if allowed else ("tenant suspended" if ok else "wrong password or account locked"),
             )
-    if user is None or not roles:
+    if not ok or not roles:
         raise Unauthorized(BAD_LOGIN)
     if tenant.status not in ACTIVE_STATUSES:
         raise Forbidden(f"tenant {tenant.slug} is {tenant.status}")
-    return Caller(user.id, user.email, user.full_name, tenant.id, roles, user.token_version)
+    return Caller(user.id, user.email, user.full_name, tenant.id, roles, user.token_version, tenant.status)
 
 
-async def resolve(session: AsyncSession, user_id: uuid.UUID, tenant_id: uuid.UUID | None, token_version: int) -> Caller:
+async def resolve(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    tenant_id: uuid.UUID | None,
+    token_version: int,
+    issued_at: datetime,
+) -> Caller:
     """Re-check, on every request, that the token's user, tenant and membership still stand.
 
     Runs in the request's own transaction (in the token's tenant context): one query when all is well.
@@ -90,10 +134,10 @@ async def resolve(session: AsyncSession, user_id: uuid.UUID, tenant_id: uuid.UUI
         return Caller(user.id, user.email, user.full_name, None, ("network_admin",), user.token_version)
     row = (
         await session.execute(
-            select(User, Tenant, Membership.roles)
+            select(User, Tenant, Membership)
             .join(Membership, Membership.user_id == User.id)
             .join(Tenant, Tenant.id == Membership.tenant_id)
-            .where(User.id == user_id, Membership.is_active.is_(True))
+            .where(User.id == user_id, Membership.tenant_id == tenant_id, Membership.is_active.is_(True))
         )
     ).first()
     if row is None:
@@ -101,13 +145,18 @@ async def resolve(session: AsyncSession, user_id: uuid.UUID, tenant_id: uuid.UUI
         if await session.get(Tenant, tenant_id) is None:
             raise Unauthorized("the token's tenant no longer exists")
         raise Unauthorized("the token's membership was removed")
-    user, tenant, roles = row
+    user, tenant, membership = row
     _check_user(user, token_version)
     if tenant.status not in ACTIVE_STATUSES:
         raise Forbidden(f"tenant {tenant.slug} is {tenant.status}")
-    if not roles:
+    for valid_after in (tenant.tokens_valid_after, membership.tokens_valid_after):
+        if valid_after is not None and issued_at <= valid_after:
+            raise Unauthorized("the token was issued before the tenant was suspended or the member removed")
+    if not membership.roles:
         raise Unauthorized("the token's membership has no roles")
-    return Caller(user.id, user.email, user.full_name, tenant.id, tuple(roles), user.token_version)
+    return Caller(
+        user.id, user.email, user.full_name, tenant.id, tuple(membership.roles), user.token_version, tenant.status
+    )
 
 
 def _check_user(user: User | None, token_version: int) -> None:
@@ -127,11 +176,26 @@ async def revoke_tokens(session: AsyncSession, user_id: uuid.UUID) -> None:
 async def change_password(
     session: AsyncSession, actor: audit.Actor, user_id: uuid.UUID, current: str, new: str
 ) -> None:
+    """Change the caller's password; outstanding tokens stop working.
+
+    Raises:
+        InvalidInput: a wrong current password (audited as a refusal) or a weak new one.
+    """
     user = await session.get(User, user_id)
-    if user is None or not passwords.verify_password(user.password_hash, current):
+    if user is None or not await passwords.verify_password_async(user.password_hash, current):
+        if get_tenant_id() is not None:
+            audit.record_failure(
+                session,
+                actor,
+                action="auth.password_change",
+                resource_type="User",
+                resource_id=user_id,
+                outcome="denied",
+                reason="wrong current password",
+            )
         raise InvalidInput("current_password is wrong", field="current_password")
     passwords.check_strength(new, "new_password")
     if current == new:
         raise InvalidInput("new_password must differ from the current one", field="new_password")
-    user.password_hash = passwords.hash_password(new)
+    user.password_hash = await passwords.hash_password_async(new)
     user.token_version += 1

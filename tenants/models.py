@@ -44,6 +44,8 @@ class Tenant(IdMixin, TimestampMixin, Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")
     activated_at: Mapped[datetime | None]
     suspended_at: Mapped[datetime | None]
+    # Tokens issued before this time are refused (set on suspension, so that reactivation revives none).
+    tokens_valid_after: Mapped[datetime | None]
 
 
 class User(IdMixin, TimestampMixin, Base):
@@ -57,6 +59,9 @@ class User(IdMixin, TimestampMixin, Base):
     network_role: Mapped[str | None] = mapped_column(String(32))
     # Bumped on sign-out and password change: every token carrying an older version is refused.
     token_version: Mapped[int] = mapped_column(default=1)
+    # Consecutive failed sign-ins; at the limit the account is locked until ``locked_until``.
+    failed_logins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None]
 
 
 class Membership(IdMixin, TimestampMixin, TenantOwned, Base):
@@ -68,6 +73,8 @@ class Membership(IdMixin, TimestampMixin, TenantOwned, Base):
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     roles: Mapped[list[Any]] = mapped_column(JSON, default=list)
     is_active: Mapped[bool] = mapped_column(default=True)
+    # Tokens issued before this time are refused here (set on removal, so that re-adding revives none).
+    tokens_valid_after: Mapped[datetime | None]
 
 
 class Invitation(IdMixin, TimestampMixin, Base):
@@ -81,4 +88,7 @@ class Invitation(IdMixin, TimestampMixin, Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     expires_at: Mapped[datetime]
     accepted_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    # Wrong passwords given for an existing account; the invitation is revoked at the limit.
+    failed_attempts: Mapped[int] = mapped_column(default=0)
     invited_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

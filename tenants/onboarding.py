@@ -19,12 +19,14 @@ from core.db import utcnow
 from core.errors import Conflict, InvalidInput, NotFound
 from core.principal import Principal
 from tenants import passwords
+from tenants.accounts import normalise_email
 from tenants.context import tenant_context
 from tenants.models import Invitation, Membership, Network, Tenant, User
-from tenants.schemas import InvitationOut, TenantCreate, TenantOut
+from tenants.schemas import InvitationOut, InvitationSummary, TenantCreate, TenantOut
 
 RESOURCE = "Tenant"
 # Allowed status changes: (from, to)
+MAX_WRONG_PASSWORDS = 5
 TRANSITIONS = {("pending", "active"), ("active", "suspended"), ("suspended", "active"), ("pending", "suspended")}
 
 
@@ -126,6 +128,7 @@ async def set_status(
         tenant.suspended_at = None
     else:
         tenant.suspended_at = now
+        tenant.tokens_valid_after = now
     audit.record(
         session,
         principal.actor,
@@ -168,7 +171,7 @@ async def _invite(
     invitation = Invitation(
         id=uuid.uuid4(),
         tenant_id=tenant.id,
-        email=email.strip().lower(),
+        email=normalise_email(email),
         roles=list(roles),
         token_hash=hash_token(token),
         expires_at=utcnow() + timedelta(hours=ttl_hours),
@@ -195,10 +198,119 @@ async def _invite(
     )
 
 
+async def list_invitations(
+    session: AsyncSession, principal: Principal, *, limit: int, offset: int
+) -> list[InvitationSummary]:
+    """The caller's tenant's invitations that can still be accepted."""
+    principal.require("users", "read")
+    rows = await session.scalars(
+        select(Invitation)
+        .where(
+            Invitation.tenant_id == principal.tenant_id,
+            Invitation.accepted_at.is_(None),
+            Invitation.revoked_at.is_(None),
+            Invitation.expires_at > utcnow(),
+        )
+        .order_by(Invitation.created_at.desc(), Invitation.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return [invitation_summary(i) for i in rows.all()]
+
+
+async def revoke_invitation(session: AsyncSession, principal: Principal, invitation_id: uuid.UUID) -> None:
+    principal.require("users", "delete")
+    invitation = await session.get(Invitation, invitation_id)
+    if invitation is None or invitation.tenant_id != principal.tenant_id:
+        raise NotFound("invitation not found")
+    if invitation.accepted_at is None and invitation.revoked_at is None:
+        invitation.revoked_at = utcnow()
+        audit.record(
+            session,
+            principal.actor,
+            action="invitation.revoke",
+            resource_type="Invitation",
+            resource_id=invitation.id,
+            detail={"email": invitation.email},
+        )
+
+
+async def revoke_invitations_by(session: AsyncSession, user_id: uuid.UUID, tenant_id: uuid.UUID) -> int:
+    """Revoke the open invitations a member sent into a tenant (when they are removed or lose the right)."""
+    open_invitations = await session.scalars(
+        select(Invitation).where(
+            Invitation.tenant_id == tenant_id,
+            Invitation.invited_by == user_id,
+            Invitation.accepted_at.is_(None),
+            Invitation.revoked_at.is_(None),
+        )
+    )
+    count = 0
+    for invitation in open_invitations.all():
+        invitation.revoked_at = utcnow()
+        count += 1
+    return count
+
+
+def invitation_summary(invitation: Invitation) -> InvitationSummary:
+    return InvitationSummary(
+        id=invitation.id,
+        email=invitation.email,
+        roles=list(invitation.roles),
+        expires_at=invitation.expires_at,
+        invited_by=invitation.invited_by,
+        created_at=invitation.created_at,
+    )
+
+
+def _redeemable(invitation: Invitation | None) -> bool:
+    return (
+        invitation is not None
+        and invitation.accepted_at is None
+        and invitation.revoked_at is None
+        and invitation.expires_at > utcnow()
+    )
+
+
+async def _join(
+    session: AsyncSession, invitation: Invitation, tenant: Tenant, user: User | None, full_name: str, password: str
+) -> tuple[uuid.UUID, str]:
+    if user is None:
+        user = User(
+            id=uuid.uuid4(),
+            email=invitation.email,
+            full_name=full_name,
+            password_hash=await passwords.hash_password_async(password),
+        )
+        session.add(user)
+        await session.flush()
+    membership = await session.scalar(select(Membership).where(Membership.user_id == user.id))
+    if membership is None:
+        session.add(Membership(user_id=user.id, roles=sorted(set(invitation.roles))))
+    elif membership.is_active:
+        membership.roles = sorted(set(membership.roles) | set(invitation.roles))
+    else:
+        # A removed member comes back with the invitation's roles only, never the old ones.
+        membership.roles = sorted(set(invitation.roles))
+        membership.is_active = True
+    invitation.accepted_at = utcnow()
+    audit.record(
+        session,
+        audit.Actor(user.id, tuple(invitation.roles)),
+        action="invitation.accept",
+        resource_type="Invitation",
+        resource_id=invitation.id,
+    )
+    return user.id, tenant.slug
+
+
 async def accept_invitation(
     db: async_sessionmaker[AsyncSession], token: str, full_name: str, password: str
 ) -> tuple[uuid.UUID, str]:
-    """Redeem an invitation: create the user (or confirm an existing one) and the membership.
+    """Redeem an invitation: create the account (or confirm an existing one) and the membership.
+
+    An existing account proves itself with its password; after ``MAX_WRONG_PASSWORDS`` wrong ones the
+    invitation is revoked, and every wrong one is audited in the tenant.
 
     Returns:
         The user id and the tenant slug to sign in to.
@@ -206,41 +318,33 @@ async def accept_invitation(
     token_hash = hash_token(token)
     async with db() as session:
         found = await session.scalar(select(Invitation).where(Invitation.token_hash == token_hash))
-    if found is None or found.accepted_at is not None or found.expires_at <= utcnow():
+    if found is None or not _redeemable(found):
         raise NotFound("invitation not found, already used or expired")
     passwords.check_strength(password)
     with tenant_context(found.tenant_id):
         async with db() as session, session.begin():
             invitation = await session.scalar(select(Invitation).where(Invitation.id == found.id).with_for_update())
-            if invitation is None or invitation.accepted_at is not None:
+            if invitation is None or not _redeemable(invitation):
                 raise NotFound("invitation not found, already used or expired")
             tenant = await _tenant(session, invitation.tenant_id)
             if tenant.status == "suspended":
                 raise Conflict("the tenant is suspended", field="token")
             user = await session.scalar(select(User).where(User.email == invitation.email))
-            if user is None:
-                user = User(
-                    id=uuid.uuid4(),
-                    email=invitation.email,
-                    full_name=full_name,
-                    password_hash=passwords.hash_password(password),
+            if user is not None and not user.is_active:
+                raise NotFound("invitation not found, already used or expired")
+            if user is not None and not await passwords.verify_password_async(user.password_hash, password):
+                invitation.failed_attempts += 1
+                if invitation.failed_attempts >= MAX_WRONG_PASSWORDS:
+                    invitation.revoked_at = utcnow()
+                audit.record(
+                    session,
+                    audit.Actor(None, ()),
+                    action="invitation.accept",
+                    resource_type="Invitation",
+                    resource_id=invitation.id,
+                    outcome="denied",
+                    reason="wrong password for the account",
                 )
-                session.add(user)
-                await session.flush()
-            elif not passwords.verify_password(user.password_hash, password):
-                raise InvalidInput("this email already has an account: give its current password", field="password")
-            membership = await session.scalar(select(Membership).where(Membership.user_id == user.id))
-            if membership is None:
-                session.add(Membership(user_id=user.id, roles=sorted(set(invitation.roles))))
             else:
-                membership.roles = sorted(set(membership.roles) | set(invitation.roles))
-                membership.is_active = True
-            invitation.accepted_at = utcnow()
-            audit.record(
-                session,
-                audit.Actor(user.id, tuple(invitation.roles)),
-                action="invitation.accept",
-                resource_type="Invitation",
-                resource_id=invitation.id,
-            )
-            return user.id, tenant.slug
+                return await _join(session, invitation, tenant, user, full_name, password)
+    raise InvalidInput("this email already has an account: give its current password", field="password")

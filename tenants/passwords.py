@@ -1,7 +1,13 @@
-"""Password hashing with argon2id."""
+"""Password hashing with argon2id, off the event loop.
+
+argon2 is deliberately slow (tens of milliseconds): the async helpers run it in worker threads, at most
+two at a time, so that one tenant's sign-ins cannot stall every other tenant's requests.
+"""
 
 from __future__ import annotations
 
+import anyio
+import anyio.to_thread
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -39,3 +45,21 @@ def verify_password(password_hash: str | None, password: str) -> bool:
         return bool(_hasher.verify(password_hash, password))
     except (VerificationError, InvalidHashError):
         return False
+
+
+_limiter: anyio.CapacityLimiter | None = None
+
+
+def _threads() -> anyio.CapacityLimiter:
+    global _limiter
+    if _limiter is None:
+        _limiter = anyio.CapacityLimiter(2)
+    return _limiter
+
+
+async def hash_password_async(password: str) -> str:
+    return await anyio.to_thread.run_sync(hash_password, password, limiter=_threads())
+
+
+async def verify_password_async(password_hash: str | None, password: str) -> bool:
+    return await anyio.to_thread.run_sync(verify_password, password_hash, password, limiter=_threads())

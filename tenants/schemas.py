@@ -36,8 +36,26 @@ class TenantOut(msgspec.Struct):
 
 
 class InvitationCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """A network administrator's invitation into a tenant: by default, its first administrator."""
+
     email: Email
     roles: Roles = msgspec.field(default_factory=lambda: ["tenant_admin"])
+
+
+class MemberInvitationCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """A tenant administrator's invitation: the roles are always named."""
+
+    email: Email
+    roles: Roles
+
+
+class InvitationSummary(msgspec.Struct):
+    id: uuid.UUID
+    email: str
+    roles: list[str]
+    expires_at: datetime
+    invited_by: uuid.UUID | None
+    created_at: datetime
 
 
 class InvitationOut(msgspec.Struct):

@@ -8,10 +8,13 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
+from core.db import utcnow
 from core.errors import Conflict, NotFound
 from core.principal import Principal
 from tenants import passwords
+from tenants.accounts import normalise_email
 from tenants.models import Membership, User
+from tenants.onboarding import revoke_invitations_by
 from tenants.schemas import MemberOut, UserCreate
 
 RESOURCE = "Membership"
@@ -62,14 +65,17 @@ async def add_user(session: AsyncSession, principal: Principal, data: UserCreate
     invitation, proving who they are with their own password, and nothing of their account is shown here.
     """
     principal.require("users", "create")
-    email = data.email.strip().lower()
+    email = normalise_email(data.email)
     if await session.scalar(select(User.id).where(User.email == email)) is not None:
         raise Conflict(
-            f"{email} already has a carehub account: invite it instead (POST /api/v1/invitations)", field="email"
+            "cannot create an account for this email: invite it instead (POST /api/v1/invitations)", field="email"
         )
     passwords.check_strength(data.password)
     user = User(
-        id=uuid.uuid4(), email=email, full_name=data.full_name, password_hash=passwords.hash_password(data.password)
+        id=uuid.uuid4(),
+        email=email,
+        full_name=data.full_name,
+        password_hash=await passwords.hash_password_async(data.password),
     )
     session.add(user)
     await session.flush()
@@ -94,6 +100,8 @@ async def set_roles(session: AsyncSession, principal: Principal, user_id: uuid.U
         raise Conflict("you cannot remove your own tenant_admin role", field="roles")
     previous = list(membership.roles)
     membership.roles = sorted(set(roles))
+    if "tenant_admin" in previous and "tenant_admin" not in membership.roles and principal.tenant_id:
+        await revoke_invitations_by(session, user_id, principal.tenant_id)
     audit.record(
         session,
         principal.actor,
@@ -112,5 +120,8 @@ async def remove_member(session: AsyncSession, principal: Principal, user_id: uu
     if user_id == principal.user_id:
         raise Conflict("you cannot remove yourself", field="user_id")
     membership.is_active = False
+    membership.tokens_valid_after = utcnow()
+    if principal.tenant_id is not None:
+        await revoke_invitations_by(session, user_id, principal.tenant_id)
     audit.record(session, principal.actor, action="user.remove", resource_type=RESOURCE, resource_id=user.id)
     await session.flush()

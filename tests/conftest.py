@@ -60,6 +60,8 @@ def base_settings(**overrides: Any) -> Settings:
         "rate_limit_token_per_minute": 10_000,
         "rate_limit_api_per_minute": 100_000,
         "redis_url": None,
+        "jwt_keys": {"test": "t" * 40},
+        "jwt_active_kid": "test",
     }
     values.update(overrides)
     return load_settings(**values)

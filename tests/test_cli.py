@@ -40,6 +40,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         "CAREHUB_PASSWORD_TIME_COST": "1",
         "CAREHUB_PASSWORD_MEMORY_KIB": "64",
         "CAREHUB_REDIS_URL": "",
+        "CAREHUB_DATA_DIR": str(tmp_path),
     }
 
 
@@ -54,7 +55,10 @@ async def test_upgrade_seed_and_mint_a_token(env: dict[str, str]) -> None:
     refused = _carehub(env, "token", "--user", "dr.lee@stmarys.example", "--tenant", "riverside-clinic")
     assert refused.returncode == 1 and "not a member" in refused.stderr
 
-    settings = base_settings(database_url=env["CAREHUB_DATABASE_URL"])
+    # The same local signing key as the command's (kept in the data directory).
+    settings = base_settings(
+        database_url=env["CAREHUB_DATABASE_URL"], data_dir=env["CAREHUB_DATA_DIR"], jwt_keys={}, jwt_active_kid="local"
+    )
     async with AsyncTestClient(app=create_app(settings)) as client:
         headers = {"Authorization": f"Bearer {minted.stdout.strip()}"}
         patients = (await client.get("/api/v1/patients?limit=100", headers=headers)).json()["items"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +21,7 @@ from core.settings import SettingsError, load_settings
         ("CAREHUB_JWT_TTL_SECONDS", "5", "greater than or equal to 60"),
         ("CAREHUB_JWT_KEYS", "not-json", "JSON object"),
         ("CAREHUB_JWT_KEYS", '{"k1": "short"}', "shorter than 32 bytes"),
-        ("CAREHUB_JWT_ACTIVE_KID", "missing", "is not a key id"),
+        ("CAREHUB_JWT_KEYS", '{"k1": "' + "x" * 40 + '"}', "'local' is not a key id"),
         ("CAREHUB_PORT", "70000", "less than or equal to 65535"),
         ("CAREHUB_ENV", "staging", "CAREHUB_ENV"),
         ("CAREHUB_FORWARDED_ALLOW_IPS", "10.0.0.0/8, proxy.internal", "'proxy.internal' is not an IP address"),
@@ -36,13 +37,25 @@ def test_bad_values_name_the_variable(monkeypatch: pytest.MonkeyPatch, variable:
     assert text.split(":")[0].startswith("CAREHUB_")
 
 
-def test_production_refuses_the_development_key(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_production_needs_configured_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CAREHUB_ENV", "production")
-    with pytest.raises(SettingsError, match="CAREHUB_JWT_KEYS: the development key"):
+    with pytest.raises(SettingsError, match="CAREHUB_JWT_KEYS: required in production"):
         load_settings()
     monkeypatch.setenv("CAREHUB_JWT_KEYS", '{"2026-11": "' + "s" * 40 + '"}')
     monkeypatch.setenv("CAREHUB_JWT_ACTIVE_KID", "2026-11")
     assert load_settings().env == "production"
+
+
+def test_a_local_key_is_made_once_and_kept(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CAREHUB_DATA_DIR", str(tmp_path))
+    first = load_settings()
+    second = load_settings()
+    assert first.jwt_keys == second.jwt_keys and len(first.jwt_keys["local"]) >= 32
+    key_file = tmp_path / "jwt-signing.key"
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    other = tmp_path / "other"
+    monkeypatch.setenv("CAREHUB_DATA_DIR", str(other))
+    assert load_settings().jwt_keys != first.jwt_keys, "each installation has its own key"
 
 
 def test_the_command_stops_with_one_clear_line() -> None:

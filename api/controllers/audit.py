@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import msgspec
@@ -53,8 +53,14 @@ class AuditController(Controller):
     ) -> AuditPage:
         principal.require("audit", "read")
         for name, value in (("since", since), ("until", until)):
-            if value is not None and value.tzinfo is None:
+            if value is None:
+                continue
+            if value.tzinfo is None:
                 raise InvalidInput(f"{name} needs a timezone (e.g. 2026-11-24T08:00:00Z)", field=name, source="query")
+            try:
+                value.astimezone(UTC)
+            except OverflowError:
+                raise InvalidInput(f"{name} is out of range", field=name, source="query") from None
         events = await audit.list_events(
             session,
             patient_id=patient_id,

@@ -73,7 +73,12 @@ class AuthController(Controller):
                 session, principal.actor, action="auth.logout", resource_type="User", resource_id=principal.user_id
             )
 
-    @post("/password", status_code=204, summary="Change the caller's password (revokes outstanding tokens)")
+    @post(
+        "/password",
+        opt={"token_endpoint": True},
+        status_code=204,
+        summary="Change the caller's password (revokes outstanding tokens)",
+    )
     async def password(self, session: Db, principal: Caller, data: JSONBody[PasswordChange]) -> None:
         await accounts.change_password(
             session, principal.actor, principal.user_id, data.current_password, data.new_password

@@ -6,18 +6,31 @@ import uuid
 from typing import Annotated, Literal
 
 import msgspec
-from litestar import Controller, get, post
+from litestar import Controller, delete, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from api.deps import Caller, Config, Db, Limit, Offset, PageInfo, next_offset
 from api.hub import Hub
 from tenants import onboarding
-from tenants.schemas import InvitationAccept, InvitationCreate, InvitationOut, TenantCreate, TenantOut
+from tenants.schemas import (
+    InvitationAccept,
+    InvitationCreate,
+    InvitationOut,
+    InvitationSummary,
+    MemberInvitationCreate,
+    TenantCreate,
+    TenantOut,
+)
 
 
 class TenantPage(msgspec.Struct):
     items: list[TenantOut]
+    page: PageInfo
+
+
+class InvitationPage(msgspec.Struct):
+    items: list[InvitationSummary]
     page: PageInfo
 
 
@@ -88,11 +101,20 @@ class InvitationController(Controller):
 
     @post("/", summary="Invite a user into the caller's tenant (tenant administrators)")
     async def invite(
-        self, session: Db, principal: Caller, settings: Config, data: JSONBody[InvitationCreate]
+        self, session: Db, principal: Caller, settings: Config, data: JSONBody[MemberInvitationCreate]
     ) -> InvitationOut:
         return await onboarding.invite_member(
             session, principal, data.email, list(data.roles), settings.invitation_ttl_hours
         )
+
+    @get("/", summary="Open invitations of the caller's tenant")
+    async def list(self, session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0) -> InvitationPage:
+        items = await onboarding.list_invitations(session, principal, limit=limit, offset=offset)
+        return InvitationPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+
+    @delete("/{invitation_id:uuid}", summary="Revoke an open invitation")
+    async def revoke(self, session: Db, principal: Caller, invitation_id: FromPath[uuid.UUID]) -> None:
+        await onboarding.revoke_invitation(session, principal, invitation_id)
 
     @post(
         "/accept",

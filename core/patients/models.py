@@ -6,7 +6,7 @@ import uuid
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, ForeignKeyConstraint, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.db import Base, IdMixin, TimestampMixin
@@ -45,9 +45,13 @@ class PatientIdentifier(IdMixin, TenantOwned, Base):
     """An identifier other than the MRN (network id, insurance member id, ...)."""
 
     __tablename__ = "patient_identifiers"
-    __table_args__ = (UniqueConstraint("tenant_id", "system", "value"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "system", "value"),
+        # Through (tenant_id, patient_id): the database itself keeps an identifier in its patient's tenant.
+        ForeignKeyConstraint(["tenant_id", "patient_id"], ["patients.tenant_id", "patients.id"], ondelete="CASCADE"),
+    )
 
-    patient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("patients.id", ondelete="CASCADE"), index=True)
+    patient_id: Mapped[uuid.UUID] = mapped_column(index=True)
     system: Mapped[str] = mapped_column(String(200))
     value: Mapped[str] = mapped_column(String(100))
 

@@ -69,7 +69,9 @@ async def _identifier_taken(
 
 
 def _address(value: Address | None) -> dict[str, object] | None:
-    return msgspec.to_builtins(value) if value is not None else None
+    """An address as stored: an empty one is no address."""
+    stored = msgspec.to_builtins(value) if value is not None else None
+    return stored or None
 
 
 async def create(session: AsyncSession, principal: Principal, data: PatientCreate) -> PatientOut:

@@ -68,6 +68,8 @@ def upgrade() -> None:
     sa.Column('is_active', sa.Boolean(), nullable=False),
     sa.Column('network_role', sa.String(length=32), nullable=True),
     sa.Column('token_version', sa.Integer(), nullable=False),
+    sa.Column('failed_logins', sa.Integer(), nullable=False),
+    sa.Column('locked_until', sa.DateTime(timezone=True), nullable=True),
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
@@ -83,6 +85,7 @@ def upgrade() -> None:
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('activated_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('suspended_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('tokens_valid_after', sa.DateTime(timezone=True), nullable=True),
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
@@ -110,7 +113,8 @@ def upgrade() -> None:
     sa.Column('tenant_id', sa.Uuid(), nullable=False),
     sa.CheckConstraint("outcome IN ('success', 'denied', 'not_found', 'failure')", name=op.f('ck_audit_events_outcome')),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_audit_events_tenant_id_tenants'), ondelete='RESTRICT'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_events'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_events')),
+    sa.UniqueConstraint('tenant_id', 'id', name=op.f('uq_audit_events_tenant_id_id'))
     )
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_audit_events_actor_user_id'), ['actor_user_id'], unique=False)
@@ -125,6 +129,8 @@ def upgrade() -> None:
     sa.Column('token_hash', sa.String(length=64), nullable=False),
     sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('accepted_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('revoked_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('failed_attempts', sa.Integer(), nullable=False),
     sa.Column('invited_by', sa.Uuid(), nullable=True),
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
@@ -141,6 +147,7 @@ def upgrade() -> None:
     sa.Column('user_id', sa.Uuid(), nullable=False),
     sa.Column('roles', sa.JSON(), nullable=False),
     sa.Column('is_active', sa.Boolean(), nullable=False),
+    sa.Column('tokens_valid_after', sa.DateTime(timezone=True), nullable=True),
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
@@ -165,7 +172,8 @@ def upgrade() -> None:
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('tenant_id', sa.Uuid(), nullable=False),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_outbox_events_tenant_id_tenants'), ondelete='RESTRICT'),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox_events'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox_events')),
+    sa.UniqueConstraint('tenant_id', 'id', name=op.f('uq_outbox_events_tenant_id_id'))
     )
     with op.batch_alter_table('outbox_events', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_outbox_events_aggregate_id'), ['aggregate_id'], unique=False)
@@ -205,7 +213,7 @@ def upgrade() -> None:
     sa.Column('value', sa.String(length=100), nullable=False),
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('tenant_id', sa.Uuid(), nullable=False),
-    sa.ForeignKeyConstraint(['patient_id'], ['patients.id'], name=op.f('fk_patient_identifiers_patient_id_patients'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['tenant_id', 'patient_id'], ['patients.tenant_id', 'patients.id'], name=op.f('fk_patient_identifiers_tenant_id_patients'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_patient_identifiers_tenant_id_tenants'), ondelete='RESTRICT'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_patient_identifiers')),
     sa.UniqueConstraint('tenant_id', 'system', 'value', name=op.f('uq_patient_identifiers_tenant_id_system_value'))
