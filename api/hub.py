@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from redis.asyncio import Redis
 from sqlalchemy import text
@@ -16,6 +17,18 @@ from core.settings import Settings
 from tenants import passwords
 
 log = logging.getLogger("carehub")
+
+
+def engine_options(settings: Settings) -> dict[str, Any]:
+    """Pool size and, on PostgreSQL, server-side timeouts so that no request holds a connection forever."""
+    if not settings.is_postgres:
+        return {}
+    server_settings = {
+        "statement_timeout": str(settings.db_statement_timeout_ms),
+        "idle_in_transaction_session_timeout": str(settings.db_idle_in_transaction_timeout_ms),
+        "application_name": "carehub",
+    }
+    return {"pool_size": settings.db_pool_size, "connect_args": {"server_settings": server_settings}}
 
 
 class UnsafeDatabaseRole(RuntimeError):
@@ -34,7 +47,7 @@ class Hub:
     @classmethod
     def create(cls, settings: Settings) -> Hub:
         passwords.configure(settings.password_time_cost, settings.password_memory_kib)
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, **engine_options(settings))
         redis = (
             Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
             if settings.redis_url

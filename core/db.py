@@ -77,7 +77,8 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     kwargs.setdefault("pool_size", 10)
-    kwargs.setdefault("max_overflow", 10)
+    kwargs.setdefault("max_overflow", kwargs["pool_size"])
+    kwargs.setdefault("pool_timeout", 10)
     return create_async_engine(url, **kwargs)
 
 

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     # Requests per minute per client address; 0 turns the limit off (e.g. behind a gateway that limits).
     rate_limit_token_per_minute: int = Field(default=10, ge=0)
     rate_limit_api_per_minute: int = Field(default=600, ge=0)
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    # PostgreSQL: a statement running longer, or a transaction left idle longer, is cancelled.
+    db_statement_timeout_ms: int = Field(default=30_000, ge=100)
+    db_idle_in_transaction_timeout_ms: int = Field(default=60_000, ge=100)
     max_body_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000)
     # Addresses of reverse proxies whose X-Forwarded-For is trusted (comma-separated IPs or networks, or "*").
     # Unset: the TCP peer is the client, which is what per-client rate limits count.

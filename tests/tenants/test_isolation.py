@@ -275,3 +275,16 @@ async def test_production_refuses_a_role_that_rls_does_not_bind(settings: Settin
         assert hub.authorizer is not None
     finally:
         await hub.stop()
+
+
+@pytest.mark.postgres_only
+async def test_server_side_timeouts_are_set(settings: Settings) -> None:
+    from api.hub import Hub
+
+    hub = Hub.create(settings)
+    try:
+        async with hub.engine.connect() as conn:
+            assert await conn.scalar(text("SHOW statement_timeout")) == "30s"
+            assert await conn.scalar(text("SHOW idle_in_transaction_session_timeout")) == "1min"
+    finally:
+        await hub.stop()
