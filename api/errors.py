@@ -10,7 +10,8 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_429_TOO_MANY_REQUESTS, HTTP_500_INTERNAL_SERVER_ERROR
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from core.errors import DomainError, InvalidInput, Unauthorized
 
@@ -100,6 +101,17 @@ def integrity_error(request: Request[Any, Any, Any], exc: IntegrityError) -> Res
     )
 
 
+def database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.warning("database unavailable on %s: %s", request.url.path, exc)
+    return problem(
+        503,
+        "Service unavailable",
+        "the database is busy or unreachable; retry shortly",
+        headers={"Retry-After": "2"},
+        request=request,
+    )
+
+
 def data_error(request: Request[Any, Any, Any], exc: DataError) -> Response[dict[str, Any]]:
     log.info("data error on %s: %s", request.url.path, exc.orig)
     return problem(400, "Invalid request", "a value was not accepted by the database", request=request)
@@ -148,5 +160,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     DomainError: domain_error,
     IntegrityError: integrity_error,
     DataError: data_error,
+    OperationalError: database_unavailable,
+    SQLAlchemyTimeoutError: database_unavailable,
     Exception: unexpected,
 }

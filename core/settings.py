@@ -126,7 +126,10 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _check_keys(self) -> Settings:
         if not self.jwt_keys:
-            raise ValueError("CAREHUB_JWT_KEYS: required in production (a JSON object of key id -> secret)")
+            raise ValueError(
+                "CAREHUB_JWT_KEYS: at least one key is needed (a JSON object of key id -> secret; "
+                "required in production)"
+            )
         for kid, secret in self.jwt_keys.items():
             if len(secret.encode()) < 32:
                 raise ValueError(f"CAREHUB_JWT_KEYS: key {kid!r} is shorter than 32 bytes")

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core import audit
@@ -41,8 +41,12 @@ def normalise_email(email: str, field: str = "email") -> str:
     return normalised
 
 
-async def _check_password(db: async_sessionmaker[AsyncSession], user: User | None, password: str) -> bool:
-    """Verify a password, counting failures and locking the account for a while after too many."""
+async def check_password(db: async_sessionmaker[AsyncSession], user: User | None, password: str) -> bool:
+    """Verify a password, counting failures and locking the account for a while after too many.
+
+    Every place that takes a password for an existing account (sign-in, invitations) goes through here,
+    so all guesses count against the same lock.
+    """
     now = utcnow()
     locked = user is not None and user.locked_until is not None and user.locked_until > now
     ok = await passwords.verify_password_async(user.password_hash if user else None, password)
@@ -52,17 +56,20 @@ async def _check_password(db: async_sessionmaker[AsyncSession], user: User | Non
     if ok and user.failed_logins == 0:
         return True
     async with db() as session, session.begin():
-        fresh = await session.get(User, user.id)
-        if fresh is None:
-            return False
         if ok:
-            fresh.failed_logins = 0
-            fresh.locked_until = None
+            await session.execute(update(User).where(User.id == user.id).values(failed_logins=0, locked_until=None))
         elif not locked:
-            fresh.failed_logins += 1
-            if fresh.failed_logins >= MAX_FAILED_LOGINS:
-                fresh.locked_until = now + LOCKOUT
-                fresh.failed_logins = 0
+            # One atomic increment: concurrent guesses cannot overwrite each other's count.
+            failures = await session.scalar(
+                update(User)
+                .where(User.id == user.id)
+                .values(failed_logins=User.failed_logins + 1)
+                .returning(User.failed_logins)
+            )
+            if failures is not None and failures >= MAX_FAILED_LOGINS:
+                await session.execute(
+                    update(User).where(User.id == user.id).values(failed_logins=0, locked_until=now + LOCKOUT)
+                )
     return ok
 
 
@@ -80,7 +87,7 @@ async def sign_in(db: async_sessionmaker[AsyncSession], email: str, password: st
     async with db() as session:
         user = await session.scalar(select(User).where(User.email == email))
         tenant = await session.scalar(select(Tenant).where(Tenant.slug == tenant_slug)) if tenant_slug else None
-    ok = await _check_password(db, user, password)
+    ok = await check_password(db, user, password)
     if tenant_slug is None:
         if not ok or user is None or user.network_role != "network_admin":
             raise Unauthorized(BAD_LOGIN)
@@ -105,13 +112,21 @@ async def sign_in(db: async_sessionmaker[AsyncSession], email: str, password: st
                 resource_type="User",
                 resource_id=user.id,
                 outcome="success" if allowed else "denied",
-                reason=None if allowed else ("tenant suspended" if ok else "wrong password or account locked"),
+                reason=None if allowed else _denial_reason(ok, roles, tenant.status),
             )
     if not ok or not roles:
         raise Unauthorized(BAD_LOGIN)
     if tenant.status not in ACTIVE_STATUSES:
         raise Forbidden(f"tenant {tenant.slug} is {tenant.status}")
     return Caller(user.id, user.email, user.full_name, tenant.id, roles, user.token_version, tenant.status)
+
+
+def _denial_reason(password_ok: bool, roles: tuple[str, ...], tenant_status: str) -> str:
+    if not password_ok:
+        return "wrong password or account locked"
+    if not roles:
+        return "membership has no roles"
+    return f"tenant {tenant_status}"
 
 
 async def resolve(

@@ -19,7 +19,7 @@ from core.db import utcnow
 from core.errors import Conflict, InvalidInput, NotFound
 from core.principal import Principal
 from tenants import passwords
-from tenants.accounts import normalise_email
+from tenants.accounts import check_password, normalise_email
 from tenants.context import tenant_context
 from tenants.models import Invitation, Membership, Network, Tenant, User
 from tenants.schemas import InvitationOut, InvitationSummary, TenantCreate, TenantOut
@@ -248,6 +248,15 @@ async def revoke_invitations_by(session: AsyncSession, user_id: uuid.UUID, tenan
     count = 0
     for invitation in open_invitations.all():
         invitation.revoked_at = utcnow()
+        audit.record(
+            session,
+            audit.SYSTEM,
+            action="invitation.revoke",
+            resource_type="Invitation",
+            resource_id=invitation.id,
+            reason="its sender was removed or lost the right to invite",
+            detail={"email": invitation.email},
+        )
         count += 1
     return count
 
@@ -318,9 +327,12 @@ async def accept_invitation(
     token_hash = hash_token(token)
     async with db() as session:
         found = await session.scalar(select(Invitation).where(Invitation.token_hash == token_hash))
-    if found is None or not _redeemable(found):
+        account = await session.scalar(select(User).where(User.email == found.email)) if found else None
+    if found is None or not _redeemable(found) or (account is not None and not account.is_active):
         raise NotFound("invitation not found, already used or expired")
     passwords.check_strength(password)
+    # An existing account proves itself; the guess counts against the account's sign-in lock too.
+    password_ok = account is None or await check_password(db, account, password)
     with tenant_context(found.tenant_id):
         async with db() as session, session.begin():
             invitation = await session.scalar(select(Invitation).where(Invitation.id == found.id).with_for_update())
@@ -332,7 +344,7 @@ async def accept_invitation(
             user = await session.scalar(select(User).where(User.email == invitation.email))
             if user is not None and not user.is_active:
                 raise NotFound("invitation not found, already used or expired")
-            if user is not None and not await passwords.verify_password_async(user.password_hash, password):
+            if user is not None and (not password_ok or user.id != getattr(account, "id", None)):
                 invitation.failed_attempts += 1
                 if invitation.failed_attempts >= MAX_WRONG_PASSWORDS:
                     invitation.revoked_at = utcnow()

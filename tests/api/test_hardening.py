@@ -90,6 +90,14 @@ async def test_invitation_password_guessing_is_bounded_and_audited(client: Async
     assert right.status_code == 404
     events = (await client.get("/api/v1/audit-events?action=invitation.accept", headers=admin)).json()["items"]
     assert [e["outcome"] for e in events] == ["denied"] * 5
+    # The guesses also count against the account's own lock: five more wrong sign-ins lock it.
+    wrong = {"email": "doc.b@test.example", "password": "wrong-password-9", "tenant": world.slug_b}
+    for _ in range(5):
+        assert (await client.post("/api/v1/auth/token", json=wrong)).status_code == 401
+    locked = await client.post(
+        "/api/v1/auth/token", json={"email": "doc.b@test.example", "password": PASSWORD, "tenant": world.slug_b}
+    )
+    assert locked.status_code == 401
 
 
 async def test_invitations_are_listed_revoked_and_die_with_their_sender(
@@ -135,6 +143,8 @@ async def test_invitations_are_listed_revoked_and_die_with_their_sender(
         "/api/v1/invitations/accept", json={"token": rogue["token"], "full_name": "Evil", "password": "evil-password-1"}
     )
     assert evil.status_code == 404, "a removed admin's invitations are revoked with them"
+    revocations = (await client.get("/api/v1/audit-events?action=invitation.revoke", headers=admin)).json()["items"]
+    assert [e["detail"]["email"] for e in revocations] == ["evil@test.example"]
     assert (await client.delete(f"/api/v1/invitations/{honest['id']}", headers=admin)).status_code == 204
     nurse = await client.post(
         "/api/v1/invitations/accept", json={"token": honest["token"], "full_name": "N", "password": "nurse-password-1"}
