@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from litestar import Litestar, Request
 from litestar.datastructures import State
-from litestar.middleware.rate_limit import RateLimitConfig
+from litestar.middleware.rate_limit import CacheObject, RateLimitConfig, RateLimitMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.stores.base import Store
 from litestar.stores.memory import MemoryStore
 from litestar.stores.redis import RedisStore
+from redis.exceptions import RedisError
 
 from api.auth import PUBLIC, AuthMiddleware
 from api.controllers.audit import AuditController
@@ -26,6 +29,7 @@ from api.hub import Hub
 from core.settings import Settings, get_settings
 
 VERSION = "0.1.0"
+log = logging.getLogger("carehub.api")
 
 
 def _opt(request: Request[Any, Any, Any]) -> dict[str, Any]:
@@ -42,6 +46,23 @@ def _is_api_call(request: Request[Any, Any, Any]) -> bool:
     return not opt.get(PUBLIC) and not opt.get("rate_limit_exempt")
 
 
+class FailOpenRateLimit(RateLimitMiddleware):
+    """Per-client limits that let requests through (and log) while Redis, their store, is unreachable."""
+
+    async def retrieve_cached_history(self, key: str, store: Store) -> CacheObject:
+        try:
+            return await super().retrieve_cached_history(key, store)
+        except RedisError as exc:
+            log.warning("rate limit store unreachable, not limiting: %s", exc)
+            return CacheObject(history=[], reset=0)
+
+    async def set_cached_history(self, key: str, cache_object: CacheObject, store: Store) -> None:
+        try:
+            await super().set_cached_history(key, cache_object, store)
+        except RedisError as exc:
+            log.warning("rate limit store unreachable, not limiting: %s", exc)
+
+
 def _rate_limits(settings: Settings) -> list[RateLimitConfig]:
     """Per-client budgets: a small one for sign-in endpoints, a larger one for the rest (0 turns one off)."""
     budgets = (
@@ -50,7 +71,11 @@ def _rate_limits(settings: Settings) -> list[RateLimitConfig]:
     )
     return [
         RateLimitConfig(
-            rate_limit=("minute", per_minute), store=store, check_throttle_handler=applies, exclude=["/schema"]
+            rate_limit=("minute", per_minute),
+            store=store,
+            check_throttle_handler=applies,
+            exclude=["/schema"],
+            middleware_class=FailOpenRateLimit,
         )
         for per_minute, store, applies in budgets
         if per_minute

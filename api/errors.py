@@ -161,6 +161,7 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     IntegrityError: integrity_error,
     DataError: data_error,
     OperationalError: database_unavailable,
+    OSError: database_unavailable,
     SQLAlchemyTimeoutError: database_unavailable,
     Exception: unexpected,
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from litestar.testing import AsyncTestClient
@@ -54,3 +55,37 @@ async def test_openapi_documents_every_route(client: AsyncTestClient[Any]) -> No
     assert create["$ref"].endswith("PatientCreate")
     page = await client.get("/schema/swagger")
     assert page.status_code == 200 and "swagger" in page.text.lower()
+
+
+async def test_an_unreachable_database_answers_503(settings: Settings) -> None:
+    from api.tokens import TokenService
+    from core.authz import DEFAULT_POLICIES, Authorizer
+
+    broken = base_settings(database_url="postgresql+asyncpg://nobody@127.0.0.1:1/none")
+    app = create_app(broken)
+    # As if the database went away after start-up (start-up itself needs it to load the permission rules).
+    app.on_startup.clear()
+    app.state.hub.authorizer = Authorizer([("p", *rule) for rule in DEFAULT_POLICIES])
+    token, _ = TokenService(broken).issue(uuid.uuid4(), uuid.uuid4(), 1)
+    async with AsyncTestClient(app=app) as client:
+        response = await client.get("/api/v1/patients", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"] == "2"
+        assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_requests_go_through_while_the_rate_limit_store_is_down(settings: Settings, world: Any) -> None:
+    """Redis only keeps rate-limit counters for the API: while it is unreachable the API keeps answering."""
+    from tests.conftest import login
+
+    down = base_settings(
+        database_url=settings.database_url,
+        migration_database_url=settings.migration_database_url,
+        redis_url="redis://127.0.0.1:1/0",
+        rate_limit_api_per_minute=5,
+    )
+    async with AsyncTestClient(app=create_app(down)) as client:
+        headers = await login(client, "doc.a@test.example", world.slug_a)
+        codes = [(await client.get("/api/v1/patients", headers=headers)).status_code for _ in range(3)]
+        assert codes == [200, 200, 200]
+        assert (await client.get("/readyz")).status_code == 503
