@@ -1,0 +1,87 @@
+"""The tenancy suite: every route that takes an id, tried with another tenant's token, answers exactly as
+for an id that does not exist (404, same detail). New routes are picked up from the route table: a route
+whose id kind is unknown here fails the suite until it is added to ``OTHER_TENANT_IDS``."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from litestar.testing import AsyncTestClient
+
+from tests.conftest import World, login
+from tests.factories import patient_body
+
+# Bodies valid in shape, so that the request reaches the lookup (and would change the record if found).
+BODIES: dict[tuple[str, str], Any] = {
+    ("PATCH", "/api/v1/patients/{patient_id:uuid}"): {"given_name": "Hijacked"},
+    ("PUT", "/api/v1/users/{user_id:uuid}/roles"): {"roles": ["tenant_admin"]},
+}
+# Routes that address the network, not a tenant: network administrators only (403 for tenant tokens).
+NETWORK_ROUTES = re.compile(r"^/api/v1/network/")
+
+
+async def _other_tenant_ids(client: AsyncTestClient[Any], world: World) -> dict[str, str]:
+    """One record of each kind in tenant B."""
+    b_admin = await login(client, "admin.b@test.example", world.slug_b)
+    patient = (await client.post("/api/v1/patients", json=patient_body("B-9"), headers=b_admin)).json()
+    members = (await client.get("/api/v1/users", headers=b_admin)).json()["items"]
+    invitation = (
+        await client.post("/api/v1/invitations", headers=b_admin, json={"email": "someone@b.example", "roles": ["chw"]})
+    ).json()
+    return {
+        "patient_id": patient["id"],
+        "user_id": next(m["user_id"] for m in members if m["email"] == "doc.b@test.example"),
+        "invitation_id": invitation["id"],
+    }
+
+
+async def test_every_id_route_hides_other_tenants(client: AsyncTestClient[Any], world: World) -> None:
+    other = await _other_tenant_ids(client, world)
+    a_admin = await login(client, "admin.a@test.example", world.slug_a)
+    tried = 0
+    for route in client.app.routes:
+        params = re.findall(r"\{(\w+):uuid\}", route.path)
+        if not params or NETWORK_ROUTES.match(route.path):
+            continue
+        for handler in getattr(route, "route_handlers", []):
+            for method in sorted(handler.http_methods - {"OPTIONS", "HEAD"}):
+                unknown = [p for p in params if p not in other]
+                assert not unknown, f"{method} {route.path}: add a tenant-B {unknown} to _other_tenant_ids"
+                body = BODIES.get((method, route.path))
+                path = route.path
+                for param in params:
+                    path = path.replace(f"{{{param}:uuid}}", "{" + param + "}")
+                foreign = path.format(**other)
+                missing = path.format(**{p: str(uuid.uuid4()) for p in params})
+                answer = await client.request(method, foreign, json=body, headers=a_admin)
+                absent = await client.request(method, missing, json=body, headers=a_admin)
+                assert answer.status_code == 404, (method, foreign, answer.text)
+                assert (answer.status_code, answer.json()["detail"]) == (absent.status_code, absent.json()["detail"])
+                tried += 1
+    assert tried >= 7
+
+    # And nothing of tenant B changed.
+    b_admin = await login(client, "admin.b@test.example", world.slug_b)
+    patient = (await client.get(f"/api/v1/patients/{other['patient_id']}", headers=b_admin)).json()
+    assert patient["given_name"] == "Ada" and patient["active"] is True
+    member = (await client.get(f"/api/v1/users/{other['user_id']}", headers=b_admin)).json()
+    assert member["roles"] == ["clinician"] and member["active"] is True
+    invitations = (await client.get("/api/v1/invitations", headers=b_admin)).json()["items"]
+    assert [i["id"] for i in invitations] == [other["invitation_id"]]
+
+
+async def test_network_routes_refuse_tenant_tokens(client: AsyncTestClient[Any], world: World) -> None:
+    a_admin = await login(client, "admin.a@test.example", world.slug_a)
+    tried = 0
+    for route in client.app.routes:
+        if not NETWORK_ROUTES.match(route.path):
+            continue
+        for handler in getattr(route, "route_handlers", []):
+            for method in sorted(handler.http_methods - {"OPTIONS", "HEAD"}):
+                path = route.path.replace("{tenant_id:uuid}", str(world.tenant_b))
+                response = await client.request(method, path, json={}, headers=a_admin)
+                assert response.status_code in (400, 403), (method, path, response.text)
+                tried += 1
+    assert tried >= 5
