@@ -13,7 +13,6 @@ from core.db import Base, IdMixin, TimestampMixin
 from tenants.isolation import TenantOwned
 
 SEXES = ("female", "male", "other", "unknown")
-MRN_SYSTEM = "mrn"
 
 
 class Patient(IdMixin, TimestampMixin, TenantOwned, Base):
