@@ -26,6 +26,7 @@ from api.controllers.users import UserController
 from api.deps import DEPENDENCIES
 from api.errors import EXCEPTION_HANDLERS, refuse_nul_characters
 from api.hub import Hub
+from api.request_id import RequestIdMiddleware
 from core.settings import Settings, get_settings
 
 VERSION = "0.1.0"
@@ -115,7 +116,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             AuditController,
         ],
         dependencies=DEPENDENCIES,
-        middleware=[*(c.middleware for c in _rate_limits(settings)), AuthMiddleware],
+        middleware=[RequestIdMiddleware, *(c.middleware for c in _rate_limits(settings)), AuthMiddleware],
         exception_handlers=EXCEPTION_HANDLERS,
         openapi_config=openapi,
         state=State({"hub": hub}),

@@ -13,6 +13,7 @@ from litestar.status_codes import HTTP_429_TOO_MANY_REQUESTS, HTTP_500_INTERNAL_
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
+from api.request_id import HEADER, request_id_of
 from core.errors import DomainError, InvalidInput, Unauthorized
 
 log = logging.getLogger("carehub.api")
@@ -34,6 +35,10 @@ def problem(
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status, "detail": detail}
     if request is not None:
         body["instance"] = request.url.path
+        request_id = request_id_of(request.scope)
+        if request_id:
+            body["request_id"] = request_id
+            headers = {**(headers or {}), HEADER: request_id}
     if errors:
         body["errors"] = errors
     return Response(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
@@ -151,7 +156,13 @@ async def refuse_nul_characters(request: Request[Any, Any, Any]) -> None:
 
 
 def unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    log.exception(
+        "unhandled error on %s %s (request %s)",
+        request.method,
+        request.url.path,
+        request_id_of(request.scope),
+        exc_info=exc,
+    )
     return problem(500, "Server error", "the server could not complete the request", request=request)
 
 

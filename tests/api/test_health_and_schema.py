@@ -89,3 +89,17 @@ async def test_requests_go_through_while_the_rate_limit_store_is_down(settings: 
         codes = [(await client.get("/api/v1/patients", headers=headers)).status_code for _ in range(3)]
         assert codes == [200, 200, 200]
         assert (await client.get("/readyz")).status_code == 503
+
+
+async def test_every_answer_carries_a_request_id(client: AsyncTestClient[Any]) -> None:
+    ok = await client.get("/healthz")
+    assert len(ok.headers["x-request-id"]) == 32
+    assert ok.headers["x-request-id"] != (await client.get("/healthz")).headers["x-request-id"]
+    kept = await client.get("/healthz", headers={"X-Request-ID": "gateway-42.a"})
+    assert kept.headers["x-request-id"] == "gateway-42.a"
+    replaced = await client.get("/healthz", headers={"X-Request-ID": "bad id with spaces"})
+    assert replaced.headers["x-request-id"] != "bad id with spaces"
+    refused = await client.get("/api/v1/patients", headers={"X-Request-ID": "trace-1"})
+    assert refused.status_code == 401
+    assert refused.headers["x-request-id"] == "trace-1"
+    assert refused.json()["request_id"] == "trace-1"
