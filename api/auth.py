@@ -1,4 +1,4 @@
-"""Authentication middleware: bearer JWT -> caller -> tenant context for the rest of the request."""
+"""Authentication middleware: bearer JWT -> verified claims -> tenant context for the rest of the request."""
 
 from __future__ import annotations
 
@@ -18,15 +18,11 @@ PUBLIC = "public"
 CLAIMS = "carehub.claims"
 
 
-def hub_of(scope: Scope) -> Hub:
-    hub: Hub = scope["litestar_app"].state.hub
-    return hub
-
-
 class AuthMiddleware:
-    """Resolves the caller of every non-public route and runs the route in the caller's tenant context.
+    """Verifies the token of every non-public route and runs the route in the token's tenant context.
 
-    Network administrators' tokens carry no tenant; their requests run in ``network_scope``.
+    Network administrators' tokens carry no tenant; their requests run in ``network_scope``. The database
+    re-check of the caller is the ``principal`` dependency's (see ``api.deps``).
     """
 
     def __init__(self, app: ASGIApp, public_prefixes: tuple[str, ...] = ("/schema",)) -> None:
@@ -43,7 +39,7 @@ class AuthMiddleware:
         ):
             await self.app(scope, receive, send)
             return
-        hub = hub_of(scope)
+        hub: Hub = scope["litestar_app"].state.hub
         header = Headers.from_scope(scope).get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
