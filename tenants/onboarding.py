@@ -218,24 +218,29 @@ async def list_invitations(
     return [invitation_summary(i) for i in rows.all()]
 
 
+def _revoke(session: AsyncSession, invitation: Invitation, actor: audit.Actor, reason: str | None = None) -> None:
+    invitation.revoked_at = utcnow()
+    audit.record(
+        session,
+        actor,
+        action="invitation.revoke",
+        resource_type="Invitation",
+        resource_id=invitation.id,
+        reason=reason,
+        detail={"email": invitation.email},
+    )
+
+
 async def revoke_invitation(session: AsyncSession, principal: Principal, invitation_id: uuid.UUID) -> None:
     principal.require("users", "delete")
     invitation = await session.get(Invitation, invitation_id)
     if invitation is None or invitation.tenant_id != principal.tenant_id:
         raise NotFound("invitation not found")
     if invitation.accepted_at is None and invitation.revoked_at is None:
-        invitation.revoked_at = utcnow()
-        audit.record(
-            session,
-            principal.actor,
-            action="invitation.revoke",
-            resource_type="Invitation",
-            resource_id=invitation.id,
-            detail={"email": invitation.email},
-        )
+        _revoke(session, invitation, principal.actor)
 
 
-async def revoke_invitations_by(session: AsyncSession, user_id: uuid.UUID, tenant_id: uuid.UUID) -> int:
+async def revoke_invitations_by(session: AsyncSession, user_id: uuid.UUID, tenant_id: uuid.UUID) -> None:
     """Revoke the open invitations a member sent into a tenant (when they are removed or lose the right)."""
     open_invitations = await session.scalars(
         select(Invitation).where(
@@ -245,20 +250,8 @@ async def revoke_invitations_by(session: AsyncSession, user_id: uuid.UUID, tenan
             Invitation.revoked_at.is_(None),
         )
     )
-    count = 0
     for invitation in open_invitations.all():
-        invitation.revoked_at = utcnow()
-        audit.record(
-            session,
-            audit.SYSTEM,
-            action="invitation.revoke",
-            resource_type="Invitation",
-            resource_id=invitation.id,
-            reason="its sender was removed or lost the right to invite",
-            detail={"email": invitation.email},
-        )
-        count += 1
-    return count
+        _revoke(session, invitation, audit.SYSTEM, "its sender was removed or lost the right to invite")
 
 
 def invitation_summary(invitation: Invitation) -> InvitationSummary:
