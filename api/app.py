@@ -17,11 +17,19 @@ from litestar.stores.redis import RedisStore
 from redis.exceptions import RedisError
 
 from api.auth import PUBLIC, AuthMiddleware
+from api.controllers.appointments import AppointmentController
 from api.controllers.audit import AuditController
 from api.controllers.auth import AuthController
+from api.controllers.careplans import CarePlanController
+from api.controllers.careteams import CareTeamController
+from api.controllers.fhir import FhirController
 from api.controllers.health import healthz, readyz
+from api.controllers.messaging import ThreadController
 from api.controllers.network import InvitationController, NetworkController
 from api.controllers.patients import PatientController
+from api.controllers.portal import PortalController
+from api.controllers.results import ResultController
+from api.controllers.tasks import TaskController
 from api.controllers.users import UserController
 from api.deps import DEPENDENCIES
 from api.errors import EXCEPTION_HANDLERS, refuse_nul_characters
@@ -114,6 +122,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
             UserController,
             PatientController,
             AuditController,
+            CareTeamController,
+            CarePlanController,
+            TaskController,
+            AppointmentController,
+            ThreadController,
+            ResultController,
+            PortalController,
+            FhirController,
         ],
         dependencies=DEPENDENCIES,
         middleware=[RequestIdMiddleware, *(c.middleware for c in _rate_limits(settings)), AuthMiddleware],

@@ -75,6 +75,7 @@ async def provide_principal(request: Request[Any, Any, Any], session: Db) -> Pri
         roles=caller.roles,
         authorizer=hub.authorizer,
         tenant_status=caller.tenant_status,
+        patient_id=caller.patient_id,
     )
     request.scope["user"] = principal
     return principal

@@ -36,6 +36,31 @@ DEFAULT_POLICIES: tuple[tuple[str, str, str, str], ...] = (
     ("chw", "*", "patients", "read"),
     ("partner_staff", "*", "patients", "read"),
     ("partner_staff", "*", "patients", "write"),
+    # Care coordination (migration 0002).
+    *(
+        (role, "*", obj, "*")
+        for role in ("tenant_admin", "care_manager")
+        for obj in ("careteams", "careplans", "careplan_templates", "tasks", "appointments", "threads", "results")
+    ),
+    *(("tenant_admin", "*", "education", "*"), ("care_manager", "*", "education", "*")),
+    *(
+        ("clinician", "*", obj, act)
+        for obj in ("careteams", "careplans", "results", "education")
+        for act in ("read", "write")
+    ),
+    ("clinician", "*", "careplan_templates", "read"),
+    ("clinician", "*", "tasks", "*"),
+    ("clinician", "*", "appointments", "*"),
+    ("clinician", "*", "threads", "*"),
+    *(("chw", "*", obj, "read") for obj in ("careteams", "careplans", "careplan_templates")),
+    *(("chw", "*", obj, act) for obj in ("tasks", "appointments", "education") for act in ("read", "write")),
+    ("chw", "*", "threads", "*"),
+    ("partner_staff", "*", "careteams", "read"),
+    ("partner_staff", "*", "tasks", "read"),
+    ("partner_staff", "*", "tasks", "write"),
+    ("partner_staff", "*", "appointments", "read"),
+    ("partner_staff", "*", "threads", "*"),
+    ("patient", "*", "portal", "*"),
 )
 
 

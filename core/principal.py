@@ -25,6 +25,12 @@ class Principal:
     roles: tuple[str, ...]
     authorizer: Authorizer
     tenant_status: str | None = None
+    # Set when the caller is a patient using the portal: the one patient record they may see.
+    patient_id: uuid.UUID | None = None
+
+    @property
+    def is_patient(self) -> bool:
+        return self.patient_id is not None
 
     @property
     def domain(self) -> str:

@@ -5,12 +5,30 @@ from __future__ import annotations
 from sqlalchemy import MetaData
 
 from core import audit, authz, outbox
+from core.appointments import models as appointment_models
+from core.careplans import models as careplan_models
+from core.careteams import models as careteam_models
 from core.db import Base
+from core.messaging import models as messaging_models
 from core.patients import models as patient_models
+from core.results import models as result_models
+from core.tasks import models as task_models
 from tenants import models as tenant_models
 from tenants.isolation import TenantOwned
 
-_MODULES = (audit, authz, outbox, patient_models, tenant_models)
+_MODULES = (
+    audit,
+    authz,
+    outbox,
+    patient_models,
+    tenant_models,
+    careteam_models,
+    careplan_models,
+    task_models,
+    appointment_models,
+    messaging_models,
+    result_models,
+)
 
 
 def metadata() -> MetaData:

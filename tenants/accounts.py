@@ -31,6 +31,8 @@ class Caller:
     roles: tuple[str, ...]
     token_version: int
     tenant_status: str | None = None
+    # The patient record of a portal account (role ``patient``); None for staff.
+    patient_id: uuid.UUID | None = None
 
 
 def normalise_email(email: str, field: str = "email") -> str:
@@ -169,8 +171,17 @@ async def resolve(
             raise Unauthorized("the token was issued before the tenant was suspended or the member removed")
     if not membership.roles:
         raise Unauthorized("the token's membership has no roles")
+    # A portal account acts as its patient only, whatever roles its row may have been given.
+    roles = ("patient",) if membership.patient_id is not None else tuple(membership.roles)
     return Caller(
-        user.id, user.email, user.full_name, tenant.id, tuple(membership.roles), user.token_version, tenant.status
+        user.id,
+        user.email,
+        user.full_name,
+        tenant.id,
+        roles,
+        user.token_version,
+        tenant.status,
+        membership.patient_id,
     )
 
 

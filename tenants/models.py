@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, ForeignKeyConstraint, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, IdMixin, TimestampMixin
@@ -14,8 +14,10 @@ from tenants.isolation import TenantOwned
 
 TENANT_KINDS = ("hospital", "clinic", "partner")
 TENANT_STATUSES = ("pending", "active", "suspended")
-ROLES = ("network_admin", "tenant_admin", "care_manager", "clinician", "chw", "partner_staff")
+ROLES = ("network_admin", "tenant_admin", "care_manager", "clinician", "chw", "partner_staff", "patient")
 TENANT_ROLES = tuple(r for r in ROLES if r != "network_admin")
+# A patient's portal account: a membership holding only this role, linked to one patient record.
+PATIENT_ROLE = "patient"
 NETWORK_DOMAIN = "network"
 
 
@@ -68,11 +70,17 @@ class Membership(IdMixin, TimestampMixin, TenantOwned, Base):
     """A user's place in one tenant, with the roles they hold there."""
 
     __tablename__ = "memberships"
-    __table_args__ = (UniqueConstraint("tenant_id", "user_id"), UniqueConstraint("tenant_id", "id"))
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "user_id"),
+        UniqueConstraint("tenant_id", "id"),
+        ForeignKeyConstraint(["tenant_id", "patient_id"], ["patients.tenant_id", "patients.id"]),
+    )
 
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     roles: Mapped[list[Any]] = mapped_column(JSON, default=list)
     is_active: Mapped[bool] = mapped_column(default=True)
+    # Set for a patient's portal account: the one patient record this member may see.
+    patient_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
     # Tokens issued before this time are refused here (set on removal, so that re-adding revives none).
     tokens_valid_after: Mapped[datetime | None]
 
@@ -81,6 +89,7 @@ class Invitation(IdMixin, TimestampMixin, Base):
     """A one-time invitation to join a tenant (only a hash of the token is kept)."""
 
     __tablename__ = "invitations"
+    __table_args__ = (ForeignKeyConstraint(["tenant_id", "patient_id"], ["patients.tenant_id", "patients.id"]),)
 
     tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     email: Mapped[str] = mapped_column(String(254))
@@ -92,3 +101,5 @@ class Invitation(IdMixin, TimestampMixin, Base):
     # Wrong passwords given for an existing account; the invitation is revoked at the limit.
     failed_attempts: Mapped[int] = mapped_column(default=0)
     invited_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # A portal invitation: the account joins as this patient (role ``patient`` only).
+    patient_id: Mapped[uuid.UUID | None]

@@ -21,7 +21,7 @@ from core.principal import Principal
 from tenants import passwords
 from tenants.accounts import check_password, normalise_email
 from tenants.context import tenant_context
-from tenants.models import Invitation, Membership, Network, Tenant, User
+from tenants.models import PATIENT_ROLE, Invitation, Membership, Network, Tenant, User
 from tenants.schemas import InvitationOut, InvitationSummary, TenantCreate, TenantOut
 
 RESOURCE = "Tenant"
@@ -161,8 +161,34 @@ async def invite_member(
     return await _invite(session, principal, principal.tenant_id, email, roles, ttl_hours)
 
 
+async def invite_patient(
+    session: AsyncSession, principal: Principal, patient_id: uuid.UUID, email: str, ttl_hours: int
+) -> InvitationOut:
+    """Staff invite a patient to the portal: the account will see this one patient record only.
+
+    The caller must be able to write the patient record; the patient must exist in the caller's tenant
+    (checked by the caller of this function, which loads it through the tenant-filtered session).
+    """
+    principal.require("patients", "write")
+    if principal.tenant_id is None:
+        raise NotFound("patient not found")
+    email = normalise_email(email)
+    user = await session.scalar(select(User).where(User.email == email))
+    if user is not None:
+        membership = await session.scalar(select(Membership).where(Membership.user_id == user.id))
+        if membership is not None and membership.is_active and membership.patient_id != patient_id:
+            raise Conflict("this email already belongs to another account of this tenant", field="email")
+    return await _invite(session, principal, principal.tenant_id, email, [PATIENT_ROLE], ttl_hours, patient_id)
+
+
 async def _invite(
-    session: AsyncSession, principal: Principal, tenant_id: uuid.UUID, email: str, roles: list[str], ttl_hours: int
+    session: AsyncSession,
+    principal: Principal,
+    tenant_id: uuid.UUID,
+    email: str,
+    roles: list[str],
+    ttl_hours: int,
+    patient_id: uuid.UUID | None = None,
 ) -> InvitationOut:
     tenant = await _tenant(session, tenant_id)
     if tenant.status == "suspended":
@@ -176,6 +202,7 @@ async def _invite(
         token_hash=hash_token(token),
         expires_at=utcnow() + timedelta(hours=ttl_hours),
         invited_by=principal.user_id,
+        patient_id=patient_id,
     )
     session.add(invitation)
     audit.record(
@@ -186,6 +213,7 @@ async def _invite(
         resource_id=invitation.id,
         tenant_id=tenant.id,
         detail={"email": invitation.email, "roles": list(roles)},
+        patient_id=patient_id,
     )
     await session.flush()
     return InvitationOut(
@@ -287,13 +315,26 @@ async def _join(
         session.add(user)
         await session.flush()
     membership = await session.scalar(select(Membership).where(Membership.user_id == user.id))
-    if membership is None:
+    if invitation.patient_id is not None:
+        # A portal account holds the patient role only, for one patient, and never mixes with staff roles.
+        if membership is not None and membership.is_active and membership.patient_id != invitation.patient_id:
+            raise Conflict("this account already belongs to this tenant", field="token")
+        if membership is None:
+            session.add(Membership(user_id=user.id, roles=[PATIENT_ROLE], patient_id=invitation.patient_id))
+        else:
+            membership.roles = [PATIENT_ROLE]
+            membership.patient_id = invitation.patient_id
+            membership.is_active = True
+    elif membership is not None and membership.patient_id is not None and membership.is_active:
+        raise Conflict("this account is a patient portal account of this tenant", field="token")
+    elif membership is None:
         session.add(Membership(user_id=user.id, roles=sorted(set(invitation.roles))))
     elif membership.is_active:
         membership.roles = sorted(set(membership.roles) | set(invitation.roles))
     else:
         # A removed member comes back with the invitation's roles only, never the old ones.
         membership.roles = sorted(set(invitation.roles))
+        membership.patient_id = None
         membership.is_active = True
     invitation.accepted_at = utcnow()
     audit.record(

@@ -209,3 +209,19 @@ async def login(client: AsyncTestClient[Any], email: str, tenant: str | None) ->
     response = await client.post("/api/v1/auth/token", json=body)
     assert response.status_code == 200, response.text
     return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+async def portal_login(
+    client: AsyncTestClient[Any], staff: dict[str, str], patient_id: str, email: str, tenant: str
+) -> dict[str, str]:
+    """Invite a patient to the portal through the API, accept the invitation, sign in: the patient's headers."""
+    invited = await client.post(
+        f"/api/v1/patients/{patient_id}/portal-invitation", json={"email": email}, headers=staff
+    )
+    assert invited.status_code == 201, invited.text
+    accepted = await client.post(
+        "/api/v1/invitations/accept",
+        json={"token": invited.json()["token"], "full_name": "Portal Patient", "password": PASSWORD},
+    )
+    assert accepted.status_code in (200, 201), accepted.text
+    return await login(client, email, tenant)

@@ -12,6 +12,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 
 from core import migrate
+from core.authz import DEFAULT_POLICIES
 from core.db import make_engine
 from core.schema import metadata
 from core.settings import Settings
@@ -40,10 +41,20 @@ async def test_default_policies_are_seeded(settings: Settings) -> None:
     engine = make_engine(settings.owner_database_url)
     try:
         async with engine.connect() as conn:
-            roles = set((await conn.execute(text("SELECT DISTINCT v0 FROM casbin_rules WHERE ptype = 'p'"))).scalars())
+            rows = (await conn.execute(text("SELECT v0, v1, v2, v3 FROM casbin_rules WHERE ptype = 'p'"))).all()
     finally:
         await engine.dispose()
-    assert roles == {"network_admin", "tenant_admin", "care_manager", "clinician", "chw", "partner_staff"}
+    # The migrations seed exactly the permission set the code documents (and tests and benchmarks use).
+    assert sorted(tuple(r) for r in rows) == sorted(DEFAULT_POLICIES)
+    assert {r[0] for r in rows} == {
+        "network_admin",
+        "tenant_admin",
+        "care_manager",
+        "clinician",
+        "chw",
+        "partner_staff",
+        "patient",
+    }
 
 
 def test_downgrade_and_upgrade_again(tmp_path: Path) -> None:

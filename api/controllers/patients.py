@@ -10,9 +10,11 @@ import msgspec
 from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from api.deps import Caller, Db, Limit, Offset, PageInfo, next_offset
+from api.deps import Caller, Config, Db, Limit, Offset, PageInfo, next_offset
 from core.patients import service
-from core.patients.schemas import PatientCreate, PatientOut, PatientUpdate
+from core.patients.schemas import PatientCreate, PatientOut, PatientUpdate, PortalInvitationCreate
+from tenants import onboarding
+from tenants.schemas import InvitationOut
 
 
 class PatientPage(msgspec.Struct):
@@ -65,3 +67,20 @@ class PatientController(Controller):
     @delete("/{patient_id:uuid}", status_code=200, summary="Deactivate a patient (the record is kept)")
     async def deactivate(self, session: Db, principal: Caller, patient_id: FromPath[uuid.UUID]) -> PatientOut:
         return await service.deactivate(session, principal, patient_id)
+
+    @post(
+        "/{patient_id:uuid}/portal-invitation",
+        summary="Invite the patient to the portal (one-time token; the account sees this patient only)",
+    )
+    async def invite_to_portal(
+        self,
+        session: Db,
+        principal: Caller,
+        settings: Config,
+        patient_id: FromPath[uuid.UUID],
+        data: JSONBody[PortalInvitationCreate],
+    ) -> InvitationOut:
+        await service.read(session, principal, patient_id)
+        return await onboarding.invite_patient(
+            session, principal, patient_id, data.email, settings.invitation_ttl_hours
+        )

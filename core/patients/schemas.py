@@ -72,3 +72,7 @@ class PatientOut(msgspec.Struct):
     active: bool
     created_at: datetime
     updated_at: datetime
+
+
+class PortalInvitationCreate(msgspec.Struct, forbid_unknown_fields=True):
+    email: Email

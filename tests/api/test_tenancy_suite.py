@@ -17,6 +17,7 @@ from tests.factories import patient_body
 BODIES: dict[tuple[str, str], Any] = {
     ("PATCH", "/api/v1/patients/{patient_id:uuid}"): {"given_name": "Hijacked"},
     ("PUT", "/api/v1/users/{user_id:uuid}/roles"): {"roles": ["tenant_admin"]},
+    ("POST", "/api/v1/patients/{patient_id:uuid}/portal-invitation"): {"email": "intruder@a.example"},
 }
 # Routes that address the network, not a tenant: network administrators only (403 for tenant tokens).
 NETWORK_ROUTES = re.compile(r"^/api/v1/network/")

@@ -1,0 +1,1 @@
+"""Scheduled contacts with a patient."""

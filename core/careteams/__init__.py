@@ -1,0 +1,1 @@
+"""A patient's care team: the staff and outside people who look after them."""

@@ -1,0 +1,1 @@
+"""Secure messaging: threads about a patient, immutable messages, receipts and attachments."""

@@ -1,0 +1,1 @@
+"""Lab results in a patient's record and the education items assigned to a patient."""
