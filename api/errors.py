@@ -95,6 +95,8 @@ def http_exception(request: Request[Any, Any, Any], exc: HTTPException) -> Respo
 
 def domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response[dict[str, Any]]:
     errors = [{"field": exc.field, "message": exc.detail, "source": exc.source}] if exc.field else None
+    if isinstance(exc, InvalidInput) and exc.problems:
+        errors = [{"field": field, "message": message, "source": exc.source} for field, message in exc.problems]
     headers = {"WWW-Authenticate": 'Bearer realm="carehub"'} if isinstance(exc, Unauthorized) else None
     return problem(exc.status, exc.title, exc.detail, errors=errors, headers=headers, request=request)
 

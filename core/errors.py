@@ -46,5 +46,18 @@ class Unauthorized(DomainError):
 
 
 class InvalidInput(DomainError):
+    """Bad input; ``problems`` lists every failing field with its message when there are several."""
+
     status = 422
     title = "Invalid input"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        field: str | None = None,
+        source: str = "body",
+        problems: list[tuple[str, str]] | None = None,
+    ) -> None:
+        super().__init__(detail, field=field, source=source)
+        self.problems = problems or []

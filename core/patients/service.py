@@ -118,6 +118,11 @@ async def _load(session: AsyncSession, principal: Principal, patient_id: uuid.UU
     return patient
 
 
+async def require_patient(session: AsyncSession, principal: Principal, patient_id: uuid.UUID, action: str) -> Patient:
+    """The caller's tenant's patient, for a record about them; 404 (audited as ``action``) otherwise."""
+    return await _load(session, principal, patient_id, action)
+
+
 async def read(session: AsyncSession, principal: Principal, patient_id: uuid.UUID) -> PatientOut:
     principal.require("patients", "read")
     patient = await _load(session, principal, patient_id, "patient.read")

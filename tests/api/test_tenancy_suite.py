@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from litestar.testing import AsyncTestClient
@@ -18,6 +19,20 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PATCH", "/api/v1/patients/{patient_id:uuid}"): {"given_name": "Hijacked"},
     ("PUT", "/api/v1/users/{user_id:uuid}/roles"): {"roles": ["tenant_admin"]},
     ("POST", "/api/v1/patients/{patient_id:uuid}/portal-invitation"): {"email": "intruder@a.example"},
+    ("POST", "/api/v1/patients/{patient_id:uuid}/care-team"): {},
+    ("POST", "/api/v1/care-teams/{care_team_id:uuid}/members"): {"name": "Intruder", "role": "other"},
+    ("PATCH", "/api/v1/care-teams/{care_team_id:uuid}/members/{member_id:uuid}"): {"role": "other"},
+    ("PATCH", "/api/v1/care-plans/{plan_id:uuid}"): {"title": "Hijacked"},
+    ("POST", "/api/v1/care-plans/{plan_id:uuid}/goals"): {"description": "Hijacked"},
+    ("PATCH", "/api/v1/care-plans/{plan_id:uuid}/goals/{goal_id:uuid}"): {"description": "Hijacked"},
+    ("POST", "/api/v1/care-plans/{plan_id:uuid}/activities"): {"kind": "other", "description": "Hijacked"},
+    ("PATCH", "/api/v1/care-plans/{plan_id:uuid}/activities/{activity_id:uuid}"): {"description": "Hijacked"},
+    ("PATCH", "/api/v1/tasks/{task_id:uuid}"): {"title": "Hijacked"},
+    ("POST", "/api/v1/tasks/{task_id:uuid}/transition"): {"status": "accepted"},
+    ("POST", "/api/v1/tasks/{task_id:uuid}/escalate"): {"reason": "Hijacked"},
+    ("POST", "/api/v1/tasks/{task_id:uuid}/comments"): {"body": "Hijacked"},
+    ("PATCH", "/api/v1/appointments/{appointment_id:uuid}"): {"reason": "Hijacked"},
+    ("POST", "/api/v1/appointments/{appointment_id:uuid}/status"): {"status": "cancelled", "reason": "Hijacked"},
 }
 # Routes that address the network, not a tenant: network administrators only (403 for tenant tokens).
 NETWORK_ROUTES = re.compile(r"^/api/v1/network/")
@@ -31,10 +46,63 @@ async def _other_tenant_ids(client: AsyncTestClient[Any], world: World) -> dict[
     invitation = (
         await client.post("/api/v1/invitations", headers=b_admin, json={"email": "someone@b.example", "roles": ["chw"]})
     ).json()
+    doc_b = next(m["user_id"] for m in members if m["email"] == "doc.b@test.example")
+    team = (
+        await client.post(
+            f"/api/v1/patients/{patient['id']}/care-team",
+            headers=b_admin,
+            json={"members": [{"user_id": doc_b, "role": "primary_care", "is_lead": True}]},
+        )
+    ).json()
+    template = (
+        await client.post(
+            "/api/v1/care-plan-templates",
+            headers=b_admin,
+            json={"code": "b-only", "name": "B only", "structured_schema": {"type": "object"}},
+        )
+    ).json()
+    task = (
+        await client.post("/api/v1/tasks", headers=b_admin, json={"patient_id": patient["id"], "title": "B"})
+    ).json()
+    plan = (
+        await client.post(
+            "/api/v1/care-plans",
+            headers=b_admin,
+            json={
+                "patient_id": patient["id"],
+                "template_id": template["id"],
+                "goals": [{"description": "B goal"}],
+                "activities": [{"kind": "task", "description": "B activity", "task_id": task["id"]}],
+            },
+        )
+    ).json()
+    start = datetime.now(UTC) + timedelta(days=2)
+    appointment = (
+        await client.post(
+            "/api/v1/appointments",
+            headers=b_admin,
+            json={
+                "patient_id": patient["id"],
+                "participant_id": doc_b,
+                "kind": "phone",
+                "start_at": start.isoformat(),
+                "end_at": (start + timedelta(minutes=30)).isoformat(),
+                "reason": "B visit",
+            },
+        )
+    ).json()
     return {
         "patient_id": patient["id"],
-        "user_id": next(m["user_id"] for m in members if m["email"] == "doc.b@test.example"),
+        "user_id": doc_b,
         "invitation_id": invitation["id"],
+        "care_team_id": team["id"],
+        "member_id": team["members"][0]["id"],
+        "template_id": template["id"],
+        "plan_id": plan["id"],
+        "goal_id": plan["goals"][0]["id"],
+        "activity_id": plan["activities"][0]["id"],
+        "task_id": task["id"],
+        "appointment_id": appointment["id"],
     }
 
 
@@ -54,6 +122,7 @@ async def test_every_id_route_hides_other_tenants(client: AsyncTestClient[Any], 
                 path = route.path
                 for param in params:
                     path = path.replace(f"{{{param}:uuid}}", "{" + param + "}")
+                path = re.sub(r"\{\w+:int\}", "1", path)
                 foreign = path.format(**other)
                 missing = path.format(**{p: str(uuid.uuid4()) for p in params})
                 answer = await client.request(method, foreign, json=body, headers=a_admin)
@@ -71,6 +140,15 @@ async def test_every_id_route_hides_other_tenants(client: AsyncTestClient[Any], 
     assert member["roles"] == ["clinician"] and member["active"] is True
     invitations = (await client.get("/api/v1/invitations", headers=b_admin)).json()["items"]
     assert [i["id"] for i in invitations] == [other["invitation_id"]]
+    team = (await client.get(f"/api/v1/care-teams/{other['care_team_id']}", headers=b_admin)).json()
+    assert [(m["role"], m["is_lead"]) for m in team["members"]] == [("primary_care", True)]
+    plan = (await client.get(f"/api/v1/care-plans/{other['plan_id']}", headers=b_admin)).json()
+    assert (plan["title"], plan["version"], len(plan["goals"]), len(plan["activities"])) == ("B only", 1, 1, 1)
+    task = (await client.get(f"/api/v1/tasks/{other['task_id']}", headers=b_admin)).json()
+    assert (task["title"], task["status"], task["escalation_level"]) == ("B", "requested", 0)
+    assert (await client.get(f"/api/v1/tasks/{other['task_id']}/comments", headers=b_admin)).json() == []
+    appointment = (await client.get(f"/api/v1/appointments/{other['appointment_id']}", headers=b_admin)).json()
+    assert (appointment["reason"], appointment["status"]) == ("B visit", "booked")
 
 
 async def test_network_routes_refuse_tenant_tokens(client: AsyncTestClient[Any], world: World) -> None:

@@ -1,0 +1,223 @@
+"""A patient's care team: one per patient in a tenant, with staff and outside members and at most one lead."""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core import audit, outbox, staff
+from core.careteams.models import CareTeam, CareTeamMember
+from core.careteams.schemas import CareTeamCreate, CareTeamOut, MemberIn, MemberOut, MemberUpdate
+from core.db import utcnow
+from core.errors import Conflict, InvalidInput, NotFound
+from core.patients.service import require_patient
+from core.principal import Principal
+
+RESOURCE = "CareTeam"
+
+
+async def to_out(session: AsyncSession, team: CareTeam) -> CareTeamOut:
+    users = await staff.names(session, (m.user_id for m in team.members))
+    return CareTeamOut(
+        id=team.id,
+        patient_id=team.patient_id,
+        name=team.name,
+        status=team.status,
+        members=[
+            MemberOut(
+                id=m.id,
+                user_id=m.user_id,
+                name=users.get(m.user_id, m.name) if m.user_id else m.name,
+                organisation=m.organisation,
+                phone=m.phone,
+                email=m.email,
+                role=m.role,
+                is_lead=m.is_lead,
+                external=m.user_id is None,
+            )
+            for m in team.members
+        ],
+        created_at=team.created_at,
+        updated_at=team.updated_at,
+    )
+
+
+async def _member(session: AsyncSession, team: CareTeam, data: MemberIn, field: str) -> CareTeamMember:
+    if (data.user_id is None) == (data.name is None):
+        raise InvalidInput("give either user_id (a staff member) or name (an outside member)", field=field)
+    if data.user_id is not None:
+        await staff.require_staff(session, data.user_id, f"{field}.user_id")
+        if any(m.user_id == data.user_id for m in team.members):
+            raise Conflict("this user is already a member of the care team", field=f"{field}.user_id")
+    return CareTeamMember(
+        id=uuid.uuid4(),
+        user_id=data.user_id,
+        name=data.name,
+        organisation=data.organisation,
+        phone=data.phone,
+        email=data.email,
+        role=data.role,
+        is_lead=data.is_lead,
+    )
+
+
+def _one_lead(team: CareTeam, lead: CareTeamMember | None) -> None:
+    """Making a member lead takes the lead from whoever had it."""
+    if lead is not None and lead.is_lead:
+        for member in team.members:
+            if member is not lead:
+                member.is_lead = False
+
+
+def _changed(session: AsyncSession, principal: Principal, team: CareTeam, action: str, detail: dict[str, str]) -> None:
+    team.updated_at = utcnow()
+    audit.record(
+        session,
+        principal.actor,
+        action=action,
+        resource_type=RESOURCE,
+        resource_id=team.id,
+        patient_id=team.patient_id,
+        detail=detail,
+    )
+    outbox.emit(
+        session,
+        "care_team.updated",
+        {"care_team_id": str(team.id), "patient_id": str(team.patient_id)},
+        team.patient_id,
+    )
+
+
+async def create(
+    session: AsyncSession, principal: Principal, patient_id: uuid.UUID, data: CareTeamCreate
+) -> CareTeamOut:
+    principal.require("careteams", "write")
+    patient = await require_patient(session, principal, patient_id, "care_team.create")
+    if await session.scalar(select(CareTeam.id).where(CareTeam.patient_id == patient.id)) is not None:
+        raise Conflict("this patient already has a care team: add members to it", field="patient_id")
+    if sum(m.is_lead for m in data.members) > 1:
+        raise InvalidInput("a care team has at most one lead", field="members")
+    team = CareTeam(
+        id=uuid.uuid4(),
+        patient_id=patient.id,
+        name=data.name or f"Care team of {patient.given_name} {patient.family_name}",
+        members=[],
+    )
+    for index, member in enumerate(data.members):
+        team.members.append(await _member(session, team, member, f"members[{index}]"))
+    session.add(team)
+    audit.record(
+        session,
+        principal.actor,
+        action="care_team.create",
+        resource_type=RESOURCE,
+        resource_id=team.id,
+        patient_id=patient.id,
+    )
+    outbox.emit(session, "care_team.created", {"care_team_id": str(team.id), "patient_id": str(patient.id)}, patient.id)
+    await session.flush()
+    return await to_out(session, team)
+
+
+async def _load(session: AsyncSession, principal: Principal, team_id: uuid.UUID, action: str) -> CareTeam:
+    team = await session.get(CareTeam, team_id)
+    if team is None:
+        audit.record_failure(
+            session, principal.actor, action=action, resource_type=RESOURCE, resource_id=team_id, outcome="not_found"
+        )
+        raise NotFound("care team not found")
+    return team
+
+
+async def read(session: AsyncSession, principal: Principal, team_id: uuid.UUID) -> CareTeamOut:
+    principal.require("careteams", "read")
+    team = await _load(session, principal, team_id, "care_team.read")
+    audit.record(
+        session,
+        principal.actor,
+        action="care_team.read",
+        resource_type=RESOURCE,
+        resource_id=team.id,
+        patient_id=team.patient_id,
+    )
+    return await to_out(session, team)
+
+
+async def for_patient(session: AsyncSession, principal: Principal, patient_id: uuid.UUID) -> CareTeamOut:
+    principal.require("careteams", "read")
+    patient = await require_patient(session, principal, patient_id, "care_team.read")
+    team = await session.scalar(select(CareTeam).where(CareTeam.patient_id == patient.id))
+    if team is None:
+        raise NotFound("this patient has no care team yet")
+    audit.record(
+        session,
+        principal.actor,
+        action="care_team.read",
+        resource_type=RESOURCE,
+        resource_id=team.id,
+        patient_id=team.patient_id,
+    )
+    return await to_out(session, team)
+
+
+async def add_member(session: AsyncSession, principal: Principal, team_id: uuid.UUID, data: MemberIn) -> CareTeamOut:
+    principal.require("careteams", "write")
+    team = await _load(session, principal, team_id, "care_team.add_member")
+    member = await _member(session, team, data, "body")
+    team.members.append(member)
+    _one_lead(team, member)
+    _changed(session, principal, team, "care_team.add_member", {"member_id": str(member.id), "role": member.role})
+    await session.flush()
+    return await to_out(session, team)
+
+
+def _find(team: CareTeam, member_id: uuid.UUID) -> CareTeamMember:
+    for member in team.members:
+        if member.id == member_id:
+            return member
+    raise NotFound("care team member not found")
+
+
+async def update_member(
+    session: AsyncSession, principal: Principal, team_id: uuid.UUID, member_id: uuid.UUID, data: MemberUpdate
+) -> CareTeamOut:
+    principal.require("careteams", "write")
+    team = await _load(session, principal, team_id, "care_team.update_member")
+    member = _find(team, member_id)
+    given = {f: getattr(data, f) for f in data.__struct_fields__ if getattr(data, f) is not msgspec.UNSET}
+    if member.user_id is not None and any(f in given for f in ("organisation", "phone", "email")):
+        contact = next(f for f in ("organisation", "phone", "email") if f in given)
+        raise InvalidInput(
+            "contact details belong to outside members; staff are reached through carehub", field=contact
+        )
+    for field, value in given.items():
+        setattr(member, field, value)
+    _one_lead(team, member)
+    _changed(session, principal, team, "care_team.update_member", {"member_id": str(member.id)})
+    await session.flush()
+    return await to_out(session, team)
+
+
+async def remove_member(
+    session: AsyncSession, principal: Principal, team_id: uuid.UUID, member_id: uuid.UUID
+) -> CareTeamOut:
+    principal.require("careteams", "write")
+    team = await _load(session, principal, team_id, "care_team.remove_member")
+    member = _find(team, member_id)
+    team.members.remove(member)
+    _changed(session, principal, team, "care_team.remove_member", {"member_id": str(member.id)})
+    await session.flush()
+    return await to_out(session, team)
+
+
+async def member_user_ids(session: AsyncSession, patient_id: uuid.UUID) -> list[uuid.UUID]:
+    """The staff users on a patient's care team (for "my team's tasks" and for messaging)."""
+    rows = await session.scalars(
+        select(CareTeamMember.user_id)
+        .join(CareTeam, CareTeam.id == CareTeamMember.team_id)
+        .where(CareTeam.patient_id == patient_id, CareTeamMember.user_id.is_not(None))
+    )
+    return [u for u in rows.all() if u is not None]

@@ -1,0 +1,37 @@
+"""Staff of the caller's tenant, as referenced by care records (owners, assignees, team members)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.errors import InvalidInput
+from tenants.models import Membership, User
+
+
+async def require_staff(session: AsyncSession, user_id: uuid.UUID, field: str) -> None:
+    """Refuse (422 naming ``field``) a user who is not an active staff member of the caller's tenant.
+
+    A user of another tenant answers exactly like an unknown id.
+    """
+    found = await session.scalar(
+        select(Membership.id).where(
+            Membership.user_id == user_id, Membership.is_active.is_(True), Membership.patient_id.is_(None)
+        )
+    )
+    if found is None:
+        raise InvalidInput("no active staff member of this tenant has this id", field=field)
+
+
+async def names(session: AsyncSession, user_ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, str]:
+    """Full names of the given users who belong to the caller's tenant (others are left out)."""
+    wanted = {u for u in user_ids if u is not None}
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(User.id, User.full_name).join(Membership, Membership.user_id == User.id).where(User.id.in_(wanted))
+    )
+    return {row[0]: row[1] for row in rows.all()}

@@ -1,0 +1,330 @@
+"""Tasks: creation (blank or from a standard template), the status workflow, escalation, comments, work queues."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+from sqlalchemy import case, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core import audit, outbox, staff
+from core.careplans.models import CarePlan
+from core.careteams.models import CareTeam, CareTeamMember
+from core.db import utcnow
+from core.errors import Conflict, InvalidInput, NotFound
+from core.patients.service import require_patient
+from core.principal import Principal
+from core.tasks import templates
+from core.tasks.models import OPEN_STATUSES, TASK_TRANSITIONS, Task, TaskComment, TaskStatusChange
+from core.tasks.schemas import (
+    CommentIn,
+    CommentOut,
+    Escalation,
+    StatusChangeOut,
+    TaskCreate,
+    TaskOut,
+    TaskTemplate,
+    TaskUpdate,
+    Transition,
+)
+
+RESOURCE = "Task"
+# Most pressing first when sorting a queue.
+PRIORITY_RANK = case({"stat": 0, "asap": 1, "urgent": 2, "routine": 3}, value=Task.priority, else_=4)
+
+
+def to_out(task: Task, now: datetime | None = None) -> TaskOut:
+    now = now or utcnow()
+    return TaskOut(
+        id=task.id,
+        patient_id=task.patient_id,
+        care_plan_id=task.care_plan_id,
+        title=task.title,
+        description=task.description,
+        template_code=task.template_code,
+        owner_id=task.owner_id,
+        assignee_id=task.assignee_id,
+        for_patient=task.for_patient,
+        due_at=task.due_at,
+        priority=task.priority,
+        status=task.status,
+        status_reason=task.status_reason,
+        escalation_level=task.escalation_level,
+        overdue=task.status in OPEN_STATUSES and task.due_at is not None and task.due_at < now,
+        completed_at=task.completed_at,
+        created_at=task.created_at,
+        updated_at=task.updated_at,
+    )
+
+
+def list_templates(principal: Principal) -> list[TaskTemplate]:
+    principal.require("tasks", "read")
+    return list(templates.STANDARD)
+
+
+def _event(session: AsyncSession, task: Task, topic: str, **extra: Any) -> None:
+    payload = {"task_id": str(task.id), "patient_id": str(task.patient_id), **extra}
+    outbox.emit(session, topic, payload, aggregate_id=task.patient_id)
+
+
+def _audit(session: AsyncSession, principal: Principal, task: Task, action: str, **detail: Any) -> None:
+    audit.record(
+        session,
+        principal.actor,
+        action=action,
+        resource_type=RESOURCE,
+        resource_id=task.id,
+        patient_id=task.patient_id,
+        detail=detail or None,
+    )
+
+
+async def create(session: AsyncSession, principal: Principal, data: TaskCreate) -> TaskOut:
+    principal.require("tasks", "write")
+    patient = await require_patient(session, principal, data.patient_id, "task.create")
+    template = None
+    if data.template_code is not None:
+        template = templates.BY_CODE.get(data.template_code)
+        if template is None:
+            raise InvalidInput(f"unknown task template; known: {', '.join(templates.BY_CODE)}", field="template_code")
+    title = data.title or (template.title if template else None)
+    if title is None:
+        raise InvalidInput("a task without a template needs a title", field="title")
+    if data.care_plan_id is not None:
+        plan = await session.get(CarePlan, data.care_plan_id)
+        if plan is None or plan.patient_id != patient.id:
+            raise InvalidInput("no care plan of this patient has this id", field="care_plan_id")
+    owner_id = data.owner_id or principal.user_id
+    await staff.require_staff(session, owner_id, "owner_id")
+    if data.assignee_id is not None:
+        await staff.require_staff(session, data.assignee_id, "assignee_id")
+    now = utcnow()
+    due_at = data.due_at or (now + timedelta(hours=template.due_in_hours) if template else None)
+    task = Task(
+        id=uuid.uuid4(),
+        patient_id=patient.id,
+        care_plan_id=data.care_plan_id,
+        title=title,
+        description=data.description or (template.description if template else None),
+        template_code=data.template_code,
+        owner_id=owner_id,
+        assignee_id=data.assignee_id,
+        for_patient=data.for_patient,
+        due_at=due_at,
+        priority=data.priority or (template.priority if template else "routine"),
+        status="requested",
+        escalation_level=0,
+        created_by=principal.user_id,
+    )
+    session.add(task)
+    session.add(
+        TaskStatusChange(task_id=task.id, from_status=None, to_status="requested", changed_by=principal.user_id)
+    )
+    _audit(session, principal, task, "task.create")
+    _event(session, task, "task.created", priority=task.priority)
+    await session.flush()
+    return to_out(task, now)
+
+
+async def _load(session: AsyncSession, principal: Principal, task_id: uuid.UUID, action: str) -> Task:
+    task = await session.get(Task, task_id)
+    if task is None:
+        audit.record_failure(
+            session, principal.actor, action=action, resource_type=RESOURCE, resource_id=task_id, outcome="not_found"
+        )
+        raise NotFound("task not found")
+    return task
+
+
+def _open(task: Task) -> None:
+    if task.status not in OPEN_STATUSES:
+        raise Conflict(f"the task is {task.status}: it is closed", field="status")
+
+
+async def read(session: AsyncSession, principal: Principal, task_id: uuid.UUID) -> TaskOut:
+    principal.require("tasks", "read")
+    task = await _load(session, principal, task_id, "task.read")
+    _audit(session, principal, task, "task.read")
+    return to_out(task)
+
+
+async def update(session: AsyncSession, principal: Principal, task_id: uuid.UUID, data: TaskUpdate) -> TaskOut:
+    principal.require("tasks", "write")
+    task = await _load(session, principal, task_id, "task.update")
+    _open(task)
+    given = {f: getattr(data, f) for f in data.__struct_fields__ if getattr(data, f) is not msgspec.UNSET}
+    if "owner_id" in given:
+        await staff.require_staff(session, given["owner_id"], "owner_id")
+    if given.get("assignee_id") is not None:
+        await staff.require_staff(session, given["assignee_id"], "assignee_id")
+    changed = []
+    for field, value in given.items():
+        if getattr(task, field) != value:
+            setattr(task, field, value)
+            changed.append(field)
+    if changed:
+        task.updated_at = utcnow()
+        _event(session, task, "task.updated", fields=changed)
+        if "assignee_id" in changed and task.assignee_id is not None:
+            _event(session, task, "task.assigned", assignee_id=str(task.assignee_id))
+    _audit(session, principal, task, "task.update", fields=changed)
+    await session.flush()
+    return to_out(task)
+
+
+async def transition(session: AsyncSession, principal: Principal, task_id: uuid.UUID, data: Transition) -> TaskOut:
+    """Move the task along its workflow; a move the workflow does not allow is refused with 409."""
+    principal.require("tasks", "write")
+    task = await _load(session, principal, task_id, "task.transition")
+    allowed = TASK_TRANSITIONS[task.status]
+    if data.status not in allowed:
+        options = ", ".join(sorted(allowed)) or "none: the task is closed"
+        raise Conflict(f"a {task.status} task cannot become {data.status} (allowed: {options})", field="status")
+    if data.status in ("cancelled", "failed") and not data.reason:
+        raise InvalidInput(f"say why the task is {data.status}", field="reason")
+    before = task.status
+    task.status = data.status
+    task.status_reason = data.reason
+    now = utcnow()
+    task.updated_at = now
+    if data.status == "completed":
+        task.completed_at = now
+    session.add(
+        TaskStatusChange(
+            task_id=task.id, from_status=before, to_status=data.status, reason=data.reason, changed_by=principal.user_id
+        )
+    )
+    _audit(session, principal, task, "task.transition", **{"from": before, "to": data.status})
+    _event(session, task, f"task.{data.status}", from_status=before)
+    await session.flush()
+    return to_out(task, now)
+
+
+async def escalate(session: AsyncSession, principal: Principal, task_id: uuid.UUID, data: Escalation) -> TaskOut:
+    principal.require("tasks", "write")
+    task = await _load(session, principal, task_id, "task.escalate")
+    _open(task)
+    task.escalation_level += 1
+    task.updated_at = utcnow()
+    session.add(TaskComment(task_id=task.id, author_id=principal.user_id, body=f"Escalated: {data.reason}"))
+    _audit(session, principal, task, "task.escalate", level=task.escalation_level)
+    _event(session, task, "task.escalated", level=task.escalation_level, reason=data.reason)
+    await session.flush()
+    return to_out(task)
+
+
+async def add_comment(session: AsyncSession, principal: Principal, task_id: uuid.UUID, data: CommentIn) -> CommentOut:
+    principal.require("tasks", "write")
+    task = await _load(session, principal, task_id, "task.comment")
+    comment = TaskComment(id=uuid.uuid4(), task_id=task.id, author_id=principal.user_id, body=data.body)
+    session.add(comment)
+    _audit(session, principal, task, "task.comment")
+    await session.flush()
+    return CommentOut(
+        id=comment.id,
+        task_id=task.id,
+        author_id=principal.user_id,
+        author_name=principal.full_name,
+        body=comment.body,
+        created_at=comment.created_at,
+    )
+
+
+async def comments(session: AsyncSession, principal: Principal, task_id: uuid.UUID) -> list[CommentOut]:
+    principal.require("tasks", "read")
+    task = await _load(session, principal, task_id, "task.comments")
+    rows = list(
+        (
+            await session.scalars(
+                select(TaskComment).where(TaskComment.task_id == task.id).order_by(TaskComment.created_at)
+            )
+        ).all()
+    )
+    users = await staff.names(session, (c.author_id for c in rows))
+    _audit(session, principal, task, "task.comments")
+    return [
+        CommentOut(
+            id=c.id,
+            task_id=task.id,
+            author_id=c.author_id,
+            author_name=users.get(c.author_id) if c.author_id else None,
+            body=c.body,
+            created_at=c.created_at,
+        )
+        for c in rows
+    ]
+
+
+async def history(session: AsyncSession, principal: Principal, task_id: uuid.UUID) -> list[StatusChangeOut]:
+    principal.require("tasks", "read")
+    task = await _load(session, principal, task_id, "task.history")
+    rows = await session.scalars(
+        select(TaskStatusChange).where(TaskStatusChange.task_id == task.id).order_by(TaskStatusChange.changed_at)
+    )
+    _audit(session, principal, task, "task.history")
+    return [
+        StatusChangeOut(
+            from_status=r.from_status,
+            to_status=r.to_status,
+            reason=r.reason,
+            changed_by=r.changed_by,
+            changed_at=r.changed_at,
+        )
+        for r in rows.all()
+    ]
+
+
+async def queue(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    queue: str = "mine",
+    patient_id: uuid.UUID | None = None,
+    status: str | None = None,
+    priority: str | None = None,
+    assignee_id: uuid.UUID | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[TaskOut]:
+    """A work queue, most urgent first: by due time (undated last), then priority (stat first).
+
+    ``mine``: tasks the caller owns or is assigned; ``team``: tasks of the patients whose care team the caller
+    is on; ``overdue``: open tasks past their due time; ``all``: every task. Without a ``status`` filter, the
+    queues show open tasks only (``all`` shows every status).
+    """
+    principal.require("tasks", "read")
+    now = utcnow()
+    query = select(Task)
+    if queue == "mine":
+        query = query.where((Task.owner_id == principal.user_id) | (Task.assignee_id == principal.user_id))
+    elif queue == "team":
+        my_patients = (
+            select(CareTeam.patient_id)
+            .join(CareTeamMember, CareTeamMember.team_id == CareTeam.id)
+            .where(CareTeamMember.user_id == principal.user_id)
+        )
+        query = query.where(Task.patient_id.in_(my_patients))
+    elif queue == "overdue":
+        query = query.where(Task.due_at < now, Task.status.in_(OPEN_STATUSES))
+    if status is not None:
+        query = query.where(Task.status == status)
+    elif queue != "all":
+        query = query.where(Task.status.in_(OPEN_STATUSES))
+    if patient_id is not None:
+        query = query.where(Task.patient_id == patient_id)
+    if priority is not None:
+        query = query.where(Task.priority == priority)
+    if assignee_id is not None:
+        query = query.where(Task.assignee_id == assignee_id)
+    query = (
+        query.order_by(Task.due_at.is_(None), Task.due_at, PRIORITY_RANK, Task.created_at, Task.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    tasks = list((await session.scalars(query)).all())
+    for task in tasks:
+        _audit(session, principal, task, "task.search")
+    return [to_out(t, now) for t in tasks]
