@@ -30,8 +30,12 @@ async def test_care_team_workflow(client: AsyncTestClient[Any], world: World) ->
         json={
             "members": [
                 {"user_id": doc_id, "role": "primary_care", "is_lead": True},
-                {"name": "Dr. Rosa Diaz", "organisation": "Riverside Cardiology", "phone": "+1 555 0199",
-                 "role": "specialist"},
+                {
+                    "name": "Dr. Rosa Diaz",
+                    "organisation": "Riverside Cardiology",
+                    "phone": "+1 555 0199",
+                    "role": "specialist",
+                },
             ]
         },
     )
@@ -47,7 +51,9 @@ async def test_care_team_workflow(client: AsyncTestClient[Any], world: World) ->
 
     # A new lead takes the lead from the old one.
     added = await client.post(
-        f"/api/v1/care-teams/{team['id']}/members", headers=admin, json={"user_id": chw_id, "role": "chw", "is_lead": True}
+        f"/api/v1/care-teams/{team['id']}/members",
+        headers=admin,
+        json={"user_id": chw_id, "role": "chw", "is_lead": True},
     )
     assert added.status_code == 201, added.text
     leads = [m["name"] for m in added.json()["members"] if m["is_lead"]]
