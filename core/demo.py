@@ -13,7 +13,7 @@ from datetime import date, timedelta
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from core import audit
+from core import audit, demo_care
 from core.db import utcnow
 from core.patients.models import Patient, PatientIdentifier
 from tenants import passwords
@@ -39,6 +39,7 @@ USERS = (
     ("admin@riverside.example", "Rita Admin", "riverside-clinic", ("tenant_admin",)),
     ("maria.cm@riverside.example", "Maria Gomez", "riverside-clinic", ("care_manager",)),
     ("nina.chw@riverside.example", "Nina Okafor", "riverside-clinic", ("chw",)),
+    ("dr.nguyen@riverside.example", "Dr. Thu Nguyen", "riverside-clinic", ("clinician",)),
     ("admin@harbor.example", "Hal Admin", "harbor-community", ("tenant_admin",)),
     ("sam.partner@harbor.example", "Sam Rivera", "harbor-community", ("partner_staff",)),
 )
@@ -90,6 +91,12 @@ FAMILY = (
     "Silva",
     "Tanaka",
 )
+# Who enters each clinical tenant's care data, and the clinicians on its care teams.
+CARE_DEMO = {
+    "st-marys": ("carol.manager@stmarys.example", ("dr.lee@stmarys.example",)),
+    "lakeside-general": ("admin@lakeside.example", ("dr.patel@lakeside.example",)),
+    "riverside-clinic": ("maria.cm@riverside.example", ("dr.nguyen@riverside.example",)),
+}
 STREETS = ("Elm St", "Harbor Rd", "Maple Ave", "River Way", "Oak Ct", "Station Sq")
 LANGUAGES = ("en", "en", "en", "es", "fr", "vi", "ar")
 
@@ -190,4 +197,6 @@ async def seed(db: async_sessionmaker[AsyncSession], patients_per_tenant: int = 
                     resource_id=tenant.id,
                     detail={"patients": len(people)},
                 )
+    for slug, (actor, clinicians) in CARE_DEMO.items():
+        await demo_care.seed_tenant(db, tenants[slug].id, actor, clinicians)
     return [DemoLogin(email, tenant, tuple(roles) or ("network_admin",)) for email, _n, tenant, roles in USERS]

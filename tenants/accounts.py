@@ -14,7 +14,7 @@ from core.db import utcnow
 from core.errors import Forbidden, InvalidInput, Unauthorized
 from tenants import passwords
 from tenants.context import get_tenant_id, tenant_context
-from tenants.models import Membership, Tenant, User
+from tenants.models import PATIENT_ROLE, Membership, Tenant, User
 
 ACTIVE_STATUSES = ("pending", "active")
 BAD_LOGIN = "email, password or tenant is wrong"
@@ -105,7 +105,7 @@ async def sign_in(db: async_sessionmaker[AsyncSession], email: str, password: st
             )
             if membership is None:
                 raise Unauthorized(BAD_LOGIN)
-            roles = tuple(membership.roles)
+            roles = (PATIENT_ROLE,) if membership.patient_id is not None else tuple(membership.roles)
             allowed = ok and bool(roles) and tenant.status in ACTIVE_STATUSES
             audit.record(
                 session,
@@ -172,7 +172,7 @@ async def resolve(
     if not membership.roles:
         raise Unauthorized("the token's membership has no roles")
     # A portal account acts as its patient only, whatever roles its row may have been given.
-    roles = ("patient",) if membership.patient_id is not None else tuple(membership.roles)
+    roles = (PATIENT_ROLE,) if membership.patient_id is not None else tuple(membership.roles)
     return Caller(
         user.id,
         user.email,

@@ -64,6 +64,13 @@ async def test_upgrade_seed_and_mint_a_token(env: dict[str, str]) -> None:
         patients = (await client.get("/api/v1/patients?limit=100", headers=headers)).json()["items"]
         assert 9 <= len(patients) <= 12
         assert all(p["mrn"].startswith("STM-") for p in patients)
+        # The demo shows care in progress: plans from the standard templates, a work queue, appointments.
+        plans = (await client.get("/api/v1/care-plans", headers=headers)).json()["items"]
+        assert {p["status"] for p in plans} == {"active", "draft"} and all(p["template_id"] for p in plans)
+        queue = (await client.get("/api/v1/tasks?queue=mine", headers=headers)).json()["items"]
+        assert any(t["overdue"] and t["escalation_level"] == 1 for t in queue)
+        appointments = (await client.get("/api/v1/appointments", headers=headers)).json()["items"]
+        assert {"booked", "noshow"} <= {a["status"] for a in appointments}
         for email, _name, tenant, roles in USERS:
             body = {"email": email, "password": DEMO_PASSWORD} | ({"tenant": tenant} if tenant else {})
             response = await client.post("/api/v1/auth/token", json=body)

@@ -31,6 +31,8 @@ class MeOut(msgspec.Struct):
     full_name: str
     tenant_id: uuid.UUID | None
     roles: list[str]
+    # For a patient's portal account: the patient record it belongs to.
+    patient_id: uuid.UUID | None = None
 
 
 class AuthController(Controller):
@@ -63,6 +65,7 @@ class AuthController(Controller):
             full_name=principal.full_name,
             tenant_id=principal.tenant_id,
             roles=list(principal.roles),
+            patient_id=principal.patient_id,
         )
 
     @post("/logout", status_code=204, summary="Sign out: revoke every token issued to the caller so far")
