@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,7 +42,60 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/auth/token"): {"email": "doc.a@test.example", "password": "x", "tenant": "hospital-a"},
     ("POST", "/api/v1/auth/password"): {"current_password": "wrong", "new_password": "long-enough-password"},
     ("POST", "/api/v1/invitations/accept"): {"token": "t" * 30, "full_name": "x", "password": "long-enough-pw"},
+    ("POST", "/api/v1/patients/{patient}/portal-invitation"): {"email": "p@patient.example"},
+    ("POST", "/api/v1/network/tenants"): {"slug": "fz-clinic", "name": "Fuzz Clinic", "kind": "clinic"},
+    ("POST", "/api/v1/network/tenants/{tenant}/activate"): {"reason": "checked"},
+    ("POST", "/api/v1/network/tenants/{tenant}/suspend"): {"reason": "unpaid"},
+    ("POST", "/api/v1/network/tenants/{tenant}/invitations"): {"email": "a@fz.example", "roles": ["tenant_admin"]},
+    ("POST", "/api/v1/patients/{patient}/care-team"): {"members": [{"name": "Dr. X", "role": "specialist"}]},
+    ("POST", "/api/v1/care-teams/{team}/members"): {"name": "Dr. Y", "role": "other", "phone": "+1 555 0101"},
+    ("PATCH", "/api/v1/care-teams/{team}/members/{member}"): {"role": "caregiver", "is_lead": True},
+    ("POST", "/api/v1/care-plan-templates"): {
+        "code": "fz",
+        "name": "Fuzz",
+        "structured_schema": {"type": "object", "properties": {"a": {"type": "integer", "minimum": 0}}},
+        "goals": [{"description": "g"}],
+    },
+    ("POST", "/api/v1/care-plans"): {
+        "patient_id": "{patient}",
+        "template_id": "{template}",
+        "structured": {"a": 1},
+        "period_start": "2026-11-01",
+    },
+    ("PATCH", "/api/v1/care-plans/{plan}"): {"structured": {"a": 2}, "status": "active", "period_end": "2027-01-01"},
+    ("POST", "/api/v1/care-plans/{plan}/goals"): {"description": "d", "due_date": "2027-01-01"},
+    ("PATCH", "/api/v1/care-plans/{plan}/goals/{goal}"): {"achievement_status": "achieved", "target_value": "7"},
+    ("POST", "/api/v1/care-plans/{plan}/activities"): {"kind": "task", "description": "a", "task_id": "{task}"},
+    ("PATCH", "/api/v1/care-plans/{plan}/activities/{activity}"): {"status": "completed"},
+    ("POST", "/api/v1/tasks"): {
+        "patient_id": "{patient}",
+        "title": "t",
+        "due_at": "2026-12-01T09:00:00Z",
+        "priority": "stat",
+        "assignee_id": "{user}",
+    },
+    ("PATCH", "/api/v1/tasks/{task}"): {"due_at": "2026-12-02T09:00:00+02:00", "assignee_id": None},
+    ("POST", "/api/v1/tasks/{task}/transition"): {"status": "accepted", "reason": "r"},
+    ("POST", "/api/v1/tasks/{task}/escalate"): {"reason": "r"},
+    ("POST", "/api/v1/tasks/{task}/comments"): {"body": "b"},
+    ("POST", "/api/v1/appointments"): {
+        "patient_id": "{patient}",
+        "participant_id": "{user}",
+        "kind": "phone",
+        "start_at": "2030-01-01T09:00:00Z",
+        "end_at": "2030-01-01T09:30:00Z",
+        "reminder": {"channels": ["sms"], "offsets_hours": [24]},
+    },
+    ("PATCH", "/api/v1/appointments/{appointment}"): {
+        "start_at": "2030-01-02T09:00:00Z",
+        "end_at": "2030-01-02T10:00:00Z",
+    },
+    ("POST", "/api/v1/appointments/{appointment}/status"): {"status": "cancelled", "reason": "r"},
 }
+
+
+# Path parameter names (without "_id") -> the placeholder used in VALID_BODIES.
+_ALIASES = {"care_team": "team", "plan": "plan", "appointment": "appointment"}
 
 
 @pytest.fixture(scope="module")
@@ -59,19 +113,86 @@ def fuzz_client(
         headers = {"Authorization": f"Bearer {token}"}
         patient = client.post("/api/v1/patients", json=patient_body("FZ-0"), headers=headers).json()
         user = client.get("/api/v1/auth/me", headers=headers).json()
-        yield client, {"patient": patient["id"], "user": user["user_id"], "auth": headers["Authorization"]}
+        team = client.post(
+            f"/api/v1/patients/{patient['id']}/care-team",
+            json={"members": [{"user_id": user["user_id"], "role": "care_manager"}]},
+            headers=headers,
+        ).json()
+        template = client.post(
+            "/api/v1/care-plan-templates",
+            json={"code": "fz-0", "name": "F", "structured_schema": {"type": "object"}},
+            headers=headers,
+        ).json()
+        task = client.post("/api/v1/tasks", json={"patient_id": patient["id"], "title": "t"}, headers=headers).json()
+        plan = client.post(
+            "/api/v1/care-plans",
+            json={
+                "patient_id": patient["id"],
+                "title": "p",
+                "goals": [{"description": "g"}],
+                "activities": [{"kind": "other", "description": "a"}],
+            },
+            headers=headers,
+        ).json()
+        appointment = client.post(
+            "/api/v1/appointments",
+            json={
+                "patient_id": patient["id"],
+                "participant_id": user["user_id"],
+                "kind": "phone",
+                "start_at": "2030-01-01T09:00:00Z",
+                "end_at": "2030-01-01T09:30:00Z",
+            },
+            headers=headers,
+        ).json()
+        net = client.post("/api/v1/auth/token", json={"email": "net@test.example", "password": PASSWORD}).json()
+        net_headers = {"Authorization": f"Bearer {net['access_token']}"}
+        tenant = client.post(
+            "/api/v1/network/tenants", json={"slug": "fz-0", "name": "F", "kind": "partner"}, headers=net_headers
+        ).json()
+        yield (
+            client,
+            {
+                "tenant": tenant["id"],
+                "net_auth": net_headers["Authorization"],
+                "patient": patient["id"],
+                "user": user["user_id"],
+                "team": team["id"],
+                "member": team["members"][0]["id"],
+                "template": template["id"],
+                "plan": plan["id"],
+                "goal": plan["goals"][0]["id"],
+                "activity": plan["activities"][0]["id"],
+                "task": task["id"],
+                "appointment": appointment["id"],
+                "auth": headers["Authorization"],
+            },
+        )
+
+
+def _fill(value: Any, ids: dict[str, str]) -> Any:
+    """Put the fixture's ids into a body's "{name}" placeholders."""
+    if isinstance(value, str) and value.startswith("{") and value.endswith("}") and value[1:-1] in ids:
+        return ids[value[1:-1]]
+    if isinstance(value, dict):
+        return {k: _fill(v, ids) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_fill(v, ids) for v in value]
+    return value
 
 
 def _send(client: TestClient[Any], ids: dict[str, str], method: str, path: str, body: Any) -> int:
-    url = path.format(patient=ids["patient"], user=ids["user"])
-    response = client.request(method, url, json=body, headers={"Authorization": ids["auth"]})
+    url = path.format(**ids)
+    body = _fill(body, ids)
+    auth = ids["net_auth"] if path.startswith("/api/v1/network/") else ids["auth"]
+    response = client.request(method, url, json=body, headers={"Authorization": auth})
     assert response.status_code < 500, (method, url, body, response.text)
     if response.status_code >= 400:
         assert response.headers["content-type"].startswith("application/problem+json")
     return response.status_code
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(endpoint=st.sampled_from(sorted(VALID_BODIES)), body=json_values)
 def test_random_json_never_errors(
     fuzz_client: tuple[TestClient[Any], dict[str, str]], endpoint: tuple[str, str], body: Any
@@ -80,15 +201,33 @@ def test_random_json_never_errors(
     _send(client, ids, endpoint[0], endpoint[1], body)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(endpoint=st.sampled_from(sorted(VALID_BODIES)), data=st.data())
 def test_mutated_fields_never_error(
     fuzz_client: tuple[TestClient[Any], dict[str, str]], endpoint: tuple[str, str], data: st.DataObject
 ) -> None:
     client, ids = fuzz_client
-    body = dict(VALID_BODIES[endpoint])
+    body = _fill(dict(VALID_BODIES[endpoint]), ids)
     field = data.draw(st.sampled_from(sorted(body)), label="field")
     body[field] = data.draw(json_values, label="value")
     status = _send(client, ids, endpoint[0], endpoint[1], body)
     if endpoint == ("POST", "/api/v1/auth/password"):
         assert status != 204, "a wrong current password never changes it"
+
+
+def test_every_body_taking_route_is_fuzzed() -> None:
+    """A new route that takes a JSON body must be added to VALID_BODIES (so that it is fuzzed too)."""
+    app = create_app(base_settings())
+    fuzzed = {
+        (m, re.sub(r"\{(\w+?)(_id)?:\w+\}", lambda g: "{" + _ALIASES.get(g[1], g[1]) + "}", p)) for m, p in VALID_BODIES
+    }
+    missing = []
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", []):
+            if "data" not in handler.parsed_fn_signature.parameters:
+                continue
+            for method in handler.http_methods - {"OPTIONS", "HEAD"}:
+                path = re.sub(r"\{(\w+?)(_id)?:\w+\}", lambda g: "{" + _ALIASES.get(g[1], g[1]) + "}", route.path)
+                if (method, path.rstrip("/") or "/") not in fuzzed:
+                    missing.append(f"{method} {route.path}")
+    assert not missing, f"add valid bodies for: {missing}"
