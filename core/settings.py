@@ -35,6 +35,8 @@ class Settings(BaseSettings):
     jwt_audience: str = "carehub-api"
     # Where the embedded default keeps its files (its signing key when CAREHUB_JWT_KEYS is not set).
     data_dir: str = "var"
+    # Where message attachments are kept (content-addressed files); unset: <data_dir>/blobs.
+    blob_dir: Path | None = None
     # JSON object of key id -> secret; the active key signs, every listed key verifies (rotation).
     # Required in production; elsewhere a random key is made once and kept in data_dir.
     jwt_keys: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -62,6 +63,8 @@ def base_settings(**overrides: Any) -> Settings:
         "redis_url": None,
         "jwt_keys": {"test": "t" * 40},
         "jwt_active_kid": "test",
+        # Attachments sent by tests go to a scratch directory, never into the checkout.
+        "blob_dir": Path(tempfile.gettempdir()) / f"carehub-test-blobs-{os.getpid()}",
     }
     values.update(overrides)
     return load_settings(**values)

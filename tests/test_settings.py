@@ -78,3 +78,15 @@ def test_trusted_proxies_are_normalised(monkeypatch: pytest.MonkeyPatch) -> None
     assert load_settings().forwarded_allow_ips == "10.0.0.0/8,127.0.0.1"
     monkeypatch.setenv("CAREHUB_FORWARDED_ALLOW_IPS", "")
     assert load_settings().forwarded_allow_ips is None
+
+
+def test_attachments_are_kept_under_the_data_dir_unless_told(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from core.messaging.blobs import LocalBlobStore, blob_store
+
+    monkeypatch.delenv("CAREHUB_BLOB_DIR", raising=False)
+    monkeypatch.setenv("CAREHUB_DATA_DIR", str(tmp_path))
+    store = blob_store(load_settings())
+    assert isinstance(store, LocalBlobStore) and store.root == tmp_path / "blobs"
+    monkeypatch.setenv("CAREHUB_BLOB_DIR", str(tmp_path / "files"))
+    store = blob_store(load_settings())
+    assert isinstance(store, LocalBlobStore) and store.root == tmp_path / "files"

@@ -1,10 +1,139 @@
-"""Routes for portal (being built)."""
+"""The patient portal: a patient's own record, from their portal account (never a patient id from the caller)."""
 
 from __future__ import annotations
 
-from litestar import Controller
+import uuid
+
+import msgspec
+from litestar import Controller, Response, get, post
+from litestar.params import FromPath, JSONBody
+
+from api.controllers.messaging import download_headers
+from api.deps import Caller, Config, Db, Limit, Offset, PageInfo, next_offset
+from core.messaging.blobs import blob_store
+from core.messaging.schemas import MessageCreate
+from core.portal import schemas, service
+
+
+class CarePlanPage(msgspec.Struct):
+    items: list[schemas.CarePlan]
+    page: PageInfo
+
+
+class TaskPage(msgspec.Struct):
+    items: list[schemas.Task]
+    page: PageInfo
+
+
+class AppointmentPage(msgspec.Struct):
+    items: list[schemas.Appointment]
+    page: PageInfo
+
+
+class ResultPage(msgspec.Struct):
+    items: list[schemas.Result]
+    page: PageInfo
+
+
+class EducationPage(msgspec.Struct):
+    items: list[schemas.EducationItem]
+    page: PageInfo
+
+
+class ThreadPage(msgspec.Struct):
+    items: list[schemas.Thread]
+    page: PageInfo
 
 
 class PortalController(Controller):
     path = "/api/v1/portal"
     tags = ["portal"]
+
+    @get("/me", summary="Your details and your care team")
+    async def me(self, session: Db, principal: Caller) -> schemas.Me:
+        return await service.me(session, principal)
+
+    @get("/care-plans", summary="Your care plans")
+    async def care_plans(self, session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0) -> CarePlanPage:
+        items = await service.care_plans(session, principal, limit=limit, offset=offset)
+        return CarePlanPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+
+    @get("/care-plans/{plan_id:uuid}", summary="One of your care plans, with its goals and activities")
+    async def care_plan(self, session: Db, principal: Caller, plan_id: FromPath[uuid.UUID]) -> schemas.CarePlan:
+        return await service.care_plan(session, principal, plan_id)
+
+    @get("/tasks", summary="What you are asked to do, open tasks first")
+    async def tasks(self, session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0) -> TaskPage:
+        items = await service.tasks(session, principal, limit=limit, offset=offset)
+        return TaskPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+
+    @get("/appointments", summary="Your appointments, upcoming first")
+    async def appointments(
+        self, session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0
+    ) -> AppointmentPage:
+        items = await service.appointments(session, principal, limit=limit, offset=offset)
+        return AppointmentPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+
+    @get("/results", summary="Your lab results released to you, newest first")
+    async def results(self, session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0) -> ResultPage:
+        items = await service.results(session, principal, limit=limit, offset=offset)
+        return ResultPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+
+    @get("/education", summary="Reading material from your care team, unread first")
+    async def education(self, session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0) -> EducationPage:
+        items = await service.education(session, principal, limit=limit, offset=offset)
+        return EducationPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+
+    @post("/education/{item_id:uuid}/read", status_code=200, summary="Mark an education item read")
+    async def mark_read(self, session: Db, principal: Caller, item_id: FromPath[uuid.UUID]) -> schemas.EducationItem:
+        return await service.mark_education_read(session, principal, item_id)
+
+    @get("/threads", summary="Your conversations with your care team, most recent message first")
+    async def threads(self, session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0) -> ThreadPage:
+        items = await service.threads(session, principal, limit=limit, offset=offset)
+        return ThreadPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+
+    @post("/threads", summary="Write to your care team (a new conversation)")
+    async def start_thread(
+        self, session: Db, principal: Caller, settings: Config, data: JSONBody[schemas.ThreadCreate]
+    ) -> schemas.Thread:
+        return await service.start_thread(session, principal, data, blob_store(settings))
+
+    @get("/threads/{thread_id:uuid}", summary="One of your conversations, with your unread count")
+    async def thread(self, session: Db, principal: Caller, thread_id: FromPath[uuid.UUID]) -> schemas.Thread:
+        return await service.thread(session, principal, thread_id)
+
+    @get("/threads/{thread_id:uuid}/messages", summary="The messages of a conversation, oldest first")
+    async def messages(self, session: Db, principal: Caller, thread_id: FromPath[uuid.UUID]) -> list[schemas.Message]:
+        return await service.messages(session, principal, thread_id)
+
+    @post("/threads/{thread_id:uuid}/messages", summary="Reply in a conversation (with attachments in base64)")
+    async def send_message(
+        self,
+        session: Db,
+        principal: Caller,
+        settings: Config,
+        thread_id: FromPath[uuid.UUID],
+        data: JSONBody[MessageCreate],
+    ) -> schemas.Message:
+        return await service.send_message(session, principal, thread_id, data, blob_store(settings))
+
+    @post("/threads/{thread_id:uuid}/read", status_code=200, summary="Mark every message of a conversation read")
+    async def mark_thread_read(self, session: Db, principal: Caller, thread_id: FromPath[uuid.UUID]) -> schemas.Thread:
+        return await service.mark_thread_read(session, principal, thread_id)
+
+    @get(
+        "/threads/{thread_id:uuid}/attachments/{attachment_id:uuid}",
+        summary="A file sent in a conversation (a download, checked against its sha256)",
+        media_type="application/octet-stream",
+    )
+    async def attachment(
+        self,
+        session: Db,
+        principal: Caller,
+        settings: Config,
+        thread_id: FromPath[uuid.UUID],
+        attachment_id: FromPath[uuid.UUID],
+    ) -> Response[bytes]:
+        meta, data = await service.attachment(session, principal, thread_id, attachment_id, blob_store(settings))
+        return Response(content=data, media_type=meta.content_type, headers=download_headers(meta))

@@ -91,11 +91,31 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "end_at": "2030-01-02T10:00:00Z",
     },
     ("POST", "/api/v1/appointments/{appointment}/status"): {"status": "cancelled", "reason": "r"},
+    ("POST", "/api/v1/threads"): {
+        "patient_id": "{patient}",
+        "subject": "s",
+        "body": "b",
+        "participant_user_ids": ["{user}"],
+        "include_patient": True,
+        "attachments": [{"name": "a.txt", "content_type": "text/plain", "data": "aGk="}],
+    },
+    ("POST", "/api/v1/threads/{thread}/messages"): {"body": "b"},
+    ("PATCH", "/api/v1/threads/{thread}/messages/{message}"): {"body": "y"},
+    ("POST", "/api/v1/threads/{thread}/participants"): {"user_id": "{user}"},
+    ("POST", "/api/v1/patients/{patient}/results"): {
+        "code": "2345-7",
+        "display": "Glucose",
+        "value": "99",
+        "unit": "mg/dL",
+        "interpretation": "critical",
+        "status": "final",
+        "effective_at": "2026-01-01T00:00:00Z",
+        "ordered_by": "{user}",
+    },
+    ("POST", "/api/v1/patients/{patient}/education"): {"title": "t", "url": "https://example.org/x"},
+    ("POST", "/api/v1/portal/threads"): {"subject": "s", "body": "b"},
+    ("POST", "/api/v1/portal/threads/{portal_thread}/messages"): {"body": "b"},
 }
-
-
-# Path parameter names (without "_id") -> the placeholder used in VALID_BODIES.
-_ALIASES = {"care_team": "team", "plan": "plan", "appointment": "appointment"}
 
 
 @pytest.fixture(scope="module")
@@ -150,9 +170,33 @@ def fuzz_client(
         tenant = client.post(
             "/api/v1/network/tenants", json={"slug": "fz-0", "name": "F", "kind": "partner"}, headers=net_headers
         ).json()
+        thread = client.post(
+            "/api/v1/threads",
+            json={"patient_id": patient["id"], "subject": "s", "body": "b", "participant_user_ids": []},
+            headers=headers,
+        ).json()
+        portal_thread = client.post(
+            "/api/v1/threads",
+            json={"patient_id": patient["id"], "subject": "p", "body": "b", "include_patient": True},
+            headers=headers,
+        ).json()
+        invitation = client.post(
+            f"/api/v1/patients/{patient['id']}/portal-invitation", json={"email": "fz@patient.example"}, headers=headers
+        ).json()
+        client.post(
+            "/api/v1/invitations/accept", json={"token": invitation["token"], "full_name": "P", "password": PASSWORD}
+        )
+        portal = client.post(
+            "/api/v1/auth/token", json={"email": "fz@patient.example", "password": PASSWORD, "tenant": "hospital-a"}
+        ).json()
+        message = client.get(f"/api/v1/threads/{thread['id']}/messages", headers=headers).json()[0]
         yield (
             client,
             {
+                "thread": thread["id"],
+                "portal_thread": portal_thread["id"],
+                "portal_auth": f"Bearer {portal['access_token']}",
+                "message": message["id"],
                 "tenant": tenant["id"],
                 "net_auth": net_headers["Authorization"],
                 "patient": patient["id"],
@@ -184,7 +228,11 @@ def _fill(value: Any, ids: dict[str, str]) -> Any:
 def _send(client: TestClient[Any], ids: dict[str, str], method: str, path: str, body: Any) -> int:
     url = path.format(**ids)
     body = _fill(body, ids)
-    auth = ids["net_auth"] if path.startswith("/api/v1/network/") else ids["auth"]
+    auth = ids["auth"]
+    if path.startswith("/api/v1/network/"):
+        auth = ids["net_auth"]
+    elif path.startswith("/api/v1/portal/"):
+        auth = ids["portal_auth"]
     response = client.request(method, url, json=body, headers={"Authorization": auth})
     assert response.status_code < 500, (method, url, body, response.text)
     if response.status_code >= 400:
@@ -217,17 +265,18 @@ def test_mutated_fields_never_error(
 
 def test_every_body_taking_route_is_fuzzed() -> None:
     """A new route that takes a JSON body must be added to VALID_BODIES (so that it is fuzzed too)."""
+
+    def shape(path: str) -> str:
+        return re.sub(r"\{[^}]+\}", "{}", path).rstrip("/") or "/"
+
     app = create_app(base_settings())
-    fuzzed = {
-        (m, re.sub(r"\{(\w+?)(_id)?:\w+\}", lambda g: "{" + _ALIASES.get(g[1], g[1]) + "}", p)) for m, p in VALID_BODIES
-    }
+    fuzzed = {(method, shape(path)) for method, path in VALID_BODIES}
     missing = []
     for route in app.routes:
         for handler in getattr(route, "route_handlers", []):
             if "data" not in handler.parsed_fn_signature.parameters:
                 continue
             for method in handler.http_methods - {"OPTIONS", "HEAD"}:
-                path = re.sub(r"\{(\w+?)(_id)?:\w+\}", lambda g: "{" + _ALIASES.get(g[1], g[1]) + "}", route.path)
-                if (method, path.rstrip("/") or "/") not in fuzzed:
+                if (method, shape(route.path)) not in fuzzed:
                     missing.append(f"{method} {route.path}")
     assert not missing, f"add valid bodies for: {missing}"

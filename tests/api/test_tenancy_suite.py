@@ -11,7 +11,7 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
-from tests.conftest import World, login
+from tests.conftest import World, login, portal_login
 from tests.factories import patient_body
 
 # Bodies valid in shape, so that the request reaches the lookup (and would change the record if found).
@@ -33,7 +33,22 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/tasks/{task_id:uuid}/comments"): {"body": "Hijacked"},
     ("PATCH", "/api/v1/appointments/{appointment_id:uuid}"): {"reason": "Hijacked"},
     ("POST", "/api/v1/appointments/{appointment_id:uuid}/status"): {"status": "cancelled", "reason": "Hijacked"},
+    ("POST", "/api/v1/threads/{thread_id:uuid}/participants"): {"user_id": str(uuid.uuid4())},
+    ("POST", "/api/v1/threads/{thread_id:uuid}/messages"): {"body": "Hijacked"},
+    ("PATCH", "/api/v1/threads/{thread_id:uuid}/messages/{message_id:uuid}"): {"body": "Hijacked"},
+    ("POST", "/api/v1/patients/{patient_id:uuid}/results"): {
+        "code": "2345-7",
+        "display": "Glucose",
+        "value": "99",
+        "interpretation": "normal",
+        "status": "final",
+        "effective_at": "2026-01-01T08:00:00Z",
+    },
+    ("POST", "/api/v1/patients/{patient_id:uuid}/education"): {"title": "Hijacked"},
+    ("POST", "/api/v1/portal/threads/{thread_id:uuid}/messages"): {"body": "Hijacked"},
 }
+# Portal routes are walked with a tenant-A patient's token (staff have no portal permission).
+PORTAL_ROUTES = re.compile(r"^/api/v1/portal/")
 # Routes that address the network, not a tenant: network administrators only (403 for tenant tokens).
 NETWORK_ROUTES = re.compile(r"^/api/v1/network/")
 
@@ -91,7 +106,47 @@ async def _other_tenant_ids(client: AsyncTestClient[Any], world: World) -> dict[
             },
         )
     ).json()
+    thread = (
+        await client.post(
+            "/api/v1/threads",
+            headers=b_admin,
+            json={
+                "patient_id": patient["id"],
+                "subject": "B thread",
+                "body": "B message",
+                "participant_user_ids": [doc_b],
+                "attachments": [{"name": "b.txt", "content_type": "text/plain", "data": "Qg=="}],
+            },
+        )
+    ).json()
+    message = (await client.get(f"/api/v1/threads/{thread['id']}/messages", headers=b_admin)).json()[0]
+    result = (
+        await client.post(
+            f"/api/v1/patients/{patient['id']}/results",
+            headers=b_admin,
+            json={
+                "code": "4548-4",
+                "display": "Hemoglobin A1c",
+                "value": "8.1",
+                "unit": "%",
+                "interpretation": "abnormal",
+                "status": "final",
+                "effective_at": "2026-11-01T08:00:00Z",
+                "released_to_patient": True,
+            },
+        )
+    ).json()
+    item = (
+        await client.post(
+            f"/api/v1/patients/{patient['id']}/education", headers=b_admin, json={"title": "Living with diabetes"}
+        )
+    ).json()
     return {
+        "result_id": result["id"],
+        "item_id": item["id"],
+        "thread_id": thread["id"],
+        "message_id": message["id"],
+        "attachment_id": message["attachments"][0]["id"],
         "patient_id": patient["id"],
         "user_id": doc_b,
         "invitation_id": invitation["id"],
@@ -109,6 +164,8 @@ async def _other_tenant_ids(client: AsyncTestClient[Any], world: World) -> dict[
 async def test_every_id_route_hides_other_tenants(client: AsyncTestClient[Any], world: World) -> None:
     other = await _other_tenant_ids(client, world)
     a_admin = await login(client, "admin.a@test.example", world.slug_a)
+    a_patient = (await client.post("/api/v1/patients", json=patient_body("A-1"), headers=a_admin)).json()
+    a_portal = await portal_login(client, a_admin, a_patient["id"], "a.patient@test.example", world.slug_a)
     tried = 0
     for route in client.app.routes:
         params = re.findall(r"\{(\w+):uuid\}", route.path)
@@ -125,8 +182,9 @@ async def test_every_id_route_hides_other_tenants(client: AsyncTestClient[Any], 
                 path = re.sub(r"\{\w+:int\}", "1", path)
                 foreign = path.format(**other)
                 missing = path.format(**{p: str(uuid.uuid4()) for p in params})
-                answer = await client.request(method, foreign, json=body, headers=a_admin)
-                absent = await client.request(method, missing, json=body, headers=a_admin)
+                caller = a_portal if PORTAL_ROUTES.match(route.path) else a_admin
+                answer = await client.request(method, foreign, json=body, headers=caller)
+                absent = await client.request(method, missing, json=body, headers=caller)
                 assert answer.status_code == 404, (method, foreign, answer.text)
                 assert (answer.status_code, answer.json()["detail"]) == (absent.status_code, absent.json()["detail"])
                 tried += 1
@@ -149,6 +207,14 @@ async def test_every_id_route_hides_other_tenants(client: AsyncTestClient[Any], 
     assert (await client.get(f"/api/v1/tasks/{other['task_id']}/comments", headers=b_admin)).json() == []
     appointment = (await client.get(f"/api/v1/appointments/{other['appointment_id']}", headers=b_admin)).json()
     assert (appointment["reason"], appointment["status"]) == ("B visit", "booked")
+    messages = (await client.get(f"/api/v1/threads/{other['thread_id']}/messages", headers=b_admin)).json()
+    assert [(m["body"], m["version"], m["deleted"]) for m in messages] == [("B message", 1, False)]
+    thread = (await client.get(f"/api/v1/threads/{other['thread_id']}", headers=b_admin)).json()
+    assert len(thread["participants"]) == 2
+    result = (await client.get(f"/api/v1/results/{other['result_id']}", headers=b_admin)).json()
+    assert result["acknowledged_at"] is None
+    items = (await client.get(f"/api/v1/patients/{other['patient_id']}/education", headers=b_admin)).json()
+    assert [i["read_at"] for i in items["items"]] == [None]
 
 
 async def test_network_routes_refuse_tenant_tokens(client: AsyncTestClient[Any], world: World) -> None:
