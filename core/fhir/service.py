@@ -1,0 +1,299 @@
+"""Read and search carehub records as FHIR R4 resources, with the staff API's permissions and audit.
+
+Everything is loaded through the request's tenant-scoped session, so another tenant's record is simply not found.
+Every resource returned is audited (``fhir.read`` / ``fhir.search``) with its patient.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core import audit, staff
+from core.appointments.models import Appointment
+from core.careplans.models import CarePlan, CarePlanGoal
+from core.careteams.models import CareTeam
+from core.errors import Forbidden, NotFound
+from core.fhir.common import RESOURCE_TYPES
+from core.fhir.mapping import (
+    MessageView,
+    appointment_to_fhir,
+    careplan_to_fhir,
+    careteam_to_fhir,
+    communication_to_fhir,
+    goal_to_fhir,
+    patient_to_fhir,
+    task_to_fhir,
+)
+from core.messaging.models import Message, MessageAttachment, Thread, ThreadParticipant
+from core.patients.models import Patient
+from core.principal import Principal
+from core.tasks.models import Task, TaskComment
+
+MAX_COUNT = 100
+# The Casbin object guarding each resource type (Goals are part of care plans).
+PERMISSION = {
+    "Patient": "patients",
+    "CareTeam": "careteams",
+    "CarePlan": "careplans",
+    "Goal": "careplans",
+    "Task": "tasks",
+    "Appointment": "appointments",
+    "Communication": "threads",
+}
+
+
+@dataclass(frozen=True)
+class Found:
+    resource: dict[str, Any]
+    patient_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class Links:
+    """Where the caller reached us: the FHIR base (``https://host/fhir``) and the staff API's (``.../api/v1``)."""
+
+    fhir_base: str
+    api_base: str
+
+
+@dataclass(frozen=True)
+class _Query:
+    """One resource type: its rows (entity first), how to pick by id or patient and order, and how to render."""
+
+    statement: Any  # a Select whose first column is the entity
+    by_id: Any
+    by_patient: Any
+    order: tuple[Any, ...]
+    render: Callable[[AsyncSession, Principal, Links, Sequence[Any]], Awaitable[list[Found]]]
+
+
+def check_type(resource_type: str) -> None:
+    """404 for a type carehub does not serve."""
+    if resource_type not in RESOURCE_TYPES:
+        raise NotFound(f"carehub serves no {resource_type[:64]} resources")
+
+
+def _require(principal: Principal, resource_type: str, action: str) -> None:
+    """Staff of a tenant, with the staff API's read permission for the type."""
+    if principal.tenant_id is None:
+        raise Forbidden("the FHIR API answers within a tenant", action=action, resource_type=resource_type)
+    if principal.is_patient:
+        raise Forbidden(
+            "the FHIR API is for staff; patients use the portal", action=action, resource_type=resource_type
+        )
+    principal.require(PERMISSION[resource_type], "read")
+
+
+async def _patients(session: AsyncSession, principal: Principal, links: Links, rows: Sequence[Any]) -> list[Found]:
+    assert principal.tenant_id is not None  # checked by _require
+    return [Found(patient_to_fhir(row[0], principal.tenant_id), row[0].id) for row in rows]
+
+
+async def _careteams(session: AsyncSession, principal: Principal, links: Links, rows: Sequence[Any]) -> list[Found]:
+    teams: list[CareTeam] = [row[0] for row in rows]
+    names = await staff.names(session, (m.user_id for t in teams for m in t.members))
+    return [Found(careteam_to_fhir(t, names), t.patient_id) for t in teams]
+
+
+async def _careplans(session: AsyncSession, principal: Principal, links: Links, rows: Sequence[Any]) -> list[Found]:
+    plans: list[CarePlan] = [row[0] for row in rows]
+    names = await staff.names(session, (p.author_id for p in plans))
+    return [Found(careplan_to_fhir(p, names), p.patient_id) for p in plans]
+
+
+async def _goals(session: AsyncSession, principal: Principal, links: Links, rows: Sequence[Any]) -> list[Found]:
+    return [Found(goal_to_fhir(row[0], row[1]), row[1]) for row in rows]
+
+
+async def _tasks(session: AsyncSession, principal: Principal, links: Links, rows: Sequence[Any]) -> list[Found]:
+    tasks: list[Task] = [row[0] for row in rows]
+    comments: dict[uuid.UUID, list[TaskComment]] = defaultdict(list)
+    if tasks:
+        found = await session.scalars(
+            select(TaskComment)
+            .where(TaskComment.task_id.in_([t.id for t in tasks]))
+            .order_by(TaskComment.created_at, TaskComment.id)
+        )
+        for comment in found:
+            comments[comment.task_id].append(comment)
+    people = [u for t in tasks for u in (t.owner_id, t.assignee_id, t.created_by)]
+    names = await staff.names(session, people + [c.author_id for cs in comments.values() for c in cs])
+    return [Found(task_to_fhir(t, names, comments[t.id]), t.patient_id) for t in tasks]
+
+
+async def _appointments(session: AsyncSession, principal: Principal, links: Links, rows: Sequence[Any]) -> list[Found]:
+    appointments: list[Appointment] = [row[0] for row in rows]
+    names = await staff.names(session, (a.participant_id for a in appointments))
+    return [Found(appointment_to_fhir(a, names), a.patient_id) for a in appointments]
+
+
+async def _communications(
+    session: AsyncSession, principal: Principal, links: Links, rows: Sequence[Any]
+) -> list[Found]:
+    messages: list[Message] = [row[0] for row in rows]
+    if not messages:
+        return []
+    thread_ids = {m.thread_id for m in messages}
+    threads = {t.id: t for t in await session.scalars(select(Thread).where(Thread.id.in_(thread_ids)))}
+    participants: dict[uuid.UUID, list[ThreadParticipant]] = defaultdict(list)
+    for participant in await session.scalars(
+        select(ThreadParticipant)
+        .where(ThreadParticipant.thread_id.in_(thread_ids))
+        .order_by(ThreadParticipant.added_at, ThreadParticipant.id)
+    ):
+        participants[participant.thread_id].append(participant)
+    # A message's attachments came with one of its versions (the first, usually): they belong to the message.
+    attachments: dict[uuid.UUID, list[MessageAttachment]] = defaultdict(list)
+    for attachment, original_id in await session.execute(
+        select(MessageAttachment, Message.original_id)
+        .join(Message, Message.id == MessageAttachment.message_id)
+        .where(Message.original_id.in_([m.original_id for m in messages]))
+        .order_by(MessageAttachment.name, MessageAttachment.id)
+    ):
+        attachments[original_id].append(attachment)
+    names = await staff.names(session, (p.user_id for ps in participants.values() for p in ps))
+    found = []
+    for row in rows:
+        message, first_sent = row[0], row[1]
+        thread = threads[message.thread_id]
+        view = MessageView(
+            thread=thread,
+            current=message,
+            first_sent_at=first_sent,
+            participants=participants[thread.id],
+            attachments=attachments[message.original_id],
+        )
+        found.append(Found(communication_to_fhir(view, names, f"{links.api_base}/threads"), thread.patient_id))
+    return found
+
+
+def _query(resource_type: str, principal: Principal) -> _Query:
+    if resource_type == "Patient":
+        return _Query(select(Patient), Patient.id, Patient.id, (Patient.id,), _patients)
+    if resource_type == "CareTeam":
+        return _Query(
+            select(CareTeam), CareTeam.id, CareTeam.patient_id, (CareTeam.created_at, CareTeam.id), _careteams
+        )
+    if resource_type == "CarePlan":
+        return _Query(
+            select(CarePlan), CarePlan.id, CarePlan.patient_id, (CarePlan.created_at, CarePlan.id), _careplans
+        )
+    if resource_type == "Goal":
+        statement = select(CarePlanGoal, CarePlan.patient_id).join(CarePlan, CarePlan.id == CarePlanGoal.plan_id)
+        order: tuple[Any, ...] = (CarePlan.created_at, CarePlan.id, CarePlanGoal.created_at, CarePlanGoal.id)
+        return _Query(statement, CarePlanGoal.id, CarePlan.patient_id, order, _goals)
+    if resource_type == "Task":
+        return _Query(select(Task), Task.id, Task.patient_id, (Task.created_at, Task.id), _tasks)
+    if resource_type == "Appointment":
+        order = (Appointment.start_at, Appointment.id)
+        return _Query(select(Appointment), Appointment.id, Appointment.patient_id, order, _appointments)
+    # Communication: the current version of each message, in threads the caller takes part in.
+    mine = select(ThreadParticipant.thread_id).where(ThreadParticipant.user_id == principal.user_id)
+    current = (
+        select(
+            Message.original_id,
+            func.max(Message.version).label("version"),
+            func.min(Message.sent_at).label("first_sent"),
+        )
+        .where(Message.thread_id.in_(mine))
+        .group_by(Message.original_id)
+        .subquery()
+    )
+    statement = (
+        select(Message, current.c.first_sent, Thread.patient_id)
+        .join(current, and_(Message.original_id == current.c.original_id, Message.version == current.c.version))
+        .join(Thread, Thread.id == Message.thread_id)
+    )
+    order = (current.c.first_sent, Message.original_id)
+    return _Query(statement, Message.original_id, Thread.patient_id, order, _communications)
+
+
+def _as_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+async def read(
+    session: AsyncSession, principal: Principal, resource_type: str, resource_id: str, links: Links
+) -> dict[str, Any]:
+    """One resource. An unknown type, a malformed id, a missing record and another tenant's record all answer
+    404 alike (only a well-formed id's miss is audited, as not found)."""
+    check_type(resource_type)
+    _require(principal, resource_type, "fhir.read")
+    wanted = _as_uuid(resource_id)
+    query = _query(resource_type, principal)
+    rows = []
+    if wanted is not None:
+        rows = list((await session.execute(query.statement.where(query.by_id == wanted))).all())
+    found = await query.render(session, principal, links, rows)
+    if not found:
+        if wanted is not None:
+            audit.record_failure(
+                session,
+                principal.actor,
+                action="fhir.read",
+                resource_type=resource_type,
+                resource_id=wanted,
+                outcome="not_found",
+            )
+        raise NotFound(f"{resource_type} not found")
+    resource = found[0]
+    audit.record(
+        session,
+        principal.actor,
+        action="fhir.read",
+        resource_type=resource_type,
+        resource_id=resource.resource["id"],
+        patient_id=resource.patient_id,
+    )
+    return resource.resource
+
+
+@dataclass(frozen=True)
+class SearchPage:
+    total: int
+    found: list[Found]
+
+
+async def search(
+    session: AsyncSession,
+    principal: Principal,
+    resource_type: str,
+    patient_id: uuid.UUID | None,
+    links: Links,
+    *,
+    count: int,
+    offset: int,
+) -> SearchPage:
+    """The resources of one patient (none when the patient is not the tenant's), ``count`` from ``offset``."""
+    check_type(resource_type)
+    _require(principal, resource_type, "fhir.search")
+    if patient_id is None:
+        return SearchPage(0, [])
+    query = _query(resource_type, principal)
+    statement = query.statement.where(query.by_patient == patient_id)
+    total = await session.scalar(select(func.count()).select_from(statement.subquery())) or 0
+    rows: list[Any] = []
+    if count and offset < total:
+        paged = statement.order_by(*query.order).limit(min(count, MAX_COUNT)).offset(offset)
+        rows = list((await session.execute(paged)).all())
+    found = await query.render(session, principal, links, rows)
+    for item in found:
+        audit.record(
+            session,
+            principal.actor,
+            action="fhir.search",
+            resource_type=resource_type,
+            resource_id=item.resource["id"],
+            patient_id=item.patient_id,
+        )
+    return SearchPage(total, found)
