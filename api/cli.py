@@ -33,21 +33,22 @@ def cmd_db_upgrade(settings: Settings, _args: argparse.Namespace) -> int:
 async def _seed(settings: Settings) -> list[object]:
     from api.hub import Hub
     from core import demo
+    from core.messaging.blobs import blob_store
 
     hub = Hub.create(settings)
     try:
-        return list(await demo.seed(hub.db))
+        return list(await demo.seed(hub.db, blob_store(settings)))
     finally:
         await hub.stop()
 
 
 def _print_logins(settings: Settings, logins: Sequence[object]) -> None:
-    from core.demo import DEMO_PASSWORD, USERS
+    from core.demo import ALL_USERS, DEMO_PASSWORD
 
     base = f"http://{settings.host}:{settings.port}"
     print(f"\ncarehub demo network at {base}  (API docs: {base}/schema)")
     print(f"Every demo user's password is: {DEMO_PASSWORD}")
-    for email, _name, tenant, roles in USERS:
+    for email, _name, tenant, roles in ALL_USERS:
         print(f"  {email:34} tenant={tenant or '(network)':18} roles={','.join(roles) or 'network_admin'}")
     print("\nGet a token, e.g.:")
     print(f"  curl -s {base}/api/v1/auth/token -H 'content-type: application/json' \\")

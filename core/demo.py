@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core import audit, demo_care
 from core.db import utcnow
+from core.messaging.blobs import BlobStore
 from core.patients.models import Patient, PatientIdentifier
 from tenants import passwords
 from tenants.context import tenant_context
@@ -97,6 +98,10 @@ CARE_DEMO = {
     "lakeside-general": ("admin@lakeside.example", ("dr.patel@lakeside.example",)),
     "riverside-clinic": ("maria.cm@riverside.example", ("dr.nguyen@riverside.example",)),
 }
+# The portal account of each clinical tenant's first patient.
+PORTAL_USERS = {slug: f"patient@{slug}.example" for slug in CARE_DEMO}
+# Every demo login: staff, then patients (portal).
+ALL_USERS = USERS + tuple((email, "", slug, ("patient",)) for slug, email in PORTAL_USERS.items())
 STREETS = ("Elm St", "Harbor Rd", "Maple Ave", "River Way", "Oak Ct", "Station Sq")
 LANGUAGES = ("en", "en", "en", "es", "fr", "vi", "ar")
 
@@ -108,7 +113,7 @@ class DemoLogin:
     roles: tuple[str, ...]
 
 
-async def seed(db: async_sessionmaker[AsyncSession], patients_per_tenant: int = 9) -> list[DemoLogin]:
+async def seed(db: async_sessionmaker[AsyncSession], blobs: BlobStore, patients_per_tenant: int = 9) -> list[DemoLogin]:
     """Create the demo network unless a network exists already. Returns the logins (empty if skipped)."""
     async with db() as session:
         if await session.scalar(select(Network.id).limit(1)) is not None:
@@ -198,5 +203,5 @@ async def seed(db: async_sessionmaker[AsyncSession], patients_per_tenant: int = 
                     detail={"patients": len(people)},
                 )
     for slug, (actor, clinicians) in CARE_DEMO.items():
-        await demo_care.seed_tenant(db, tenants[slug].id, actor, clinicians)
-    return [DemoLogin(email, tenant, tuple(roles) or ("network_admin",)) for email, _n, tenant, roles in USERS]
+        await demo_care.seed_tenant(db, blobs, tenants[slug].id, actor, clinicians, password_hash, PORTAL_USERS[slug])
+    return [DemoLogin(email, tenant, tuple(roles) or ("network_admin",)) for email, _n, tenant, roles in ALL_USERS]

@@ -22,8 +22,13 @@ from core.careplans.schemas import CarePlanCreate, CarePlanUpdate, GoalUpdate
 from core.careteams import service as careteams
 from core.careteams.schemas import CareTeamCreate, MemberIn
 from core.db import utcnow
+from core.messaging import service as messaging
+from core.messaging.blobs import BlobStore
+from core.messaging.schemas import MessageCreate, ThreadCreate
 from core.patients.models import Patient
 from core.principal import Principal
+from core.results import service as results
+from core.results.schemas import EducationCreate, ResultCreate
 from core.tasks import service as tasks
 from core.tasks.schemas import CommentIn, Escalation, TaskCreate, Transition
 from tenants.context import tenant_context
@@ -71,9 +76,16 @@ def _heart_failure(today: date) -> dict[str, Any]:
 
 
 async def seed_tenant(
-    db: async_sessionmaker[AsyncSession], tenant_id: uuid.UUID, actor_email: str, clinician_emails: Sequence[str]
+    db: async_sessionmaker[AsyncSession],
+    blobs: BlobStore,
+    tenant_id: uuid.UUID,
+    actor_email: str,
+    clinician_emails: Sequence[str],
+    password_hash: str,
+    portal_email: str,
 ) -> None:
-    """Give the first patients of a clinical tenant a realistic picture of ongoing care."""
+    """Give the first patients of a clinical tenant a realistic picture of ongoing care, and the first patient
+    a portal account (``portal_email``)."""
     authorizer = Authorizer([("p", *rule) for rule in DEFAULT_POLICIES])
     now = utcnow()
     today = now.date()
@@ -92,6 +104,7 @@ async def seed_tenant(
             templates = {t.code: t.id for t in await careplans.install_standard(session, me)}
 
             for index, patient in enumerate(patients[:6]):
+                await _results_and_messages(session, me, blobs, patient, index, clinicians[index % len(clinicians)])
                 clinician = clinicians[index % len(clinicians)]
                 members = [
                     MemberIn(role="care_manager", user_id=actor_user.id, is_lead=True),
@@ -283,3 +296,99 @@ async def seed_tenant(
                     )
                     for status in ("accepted", "in_progress", "completed"):
                         await tasks.transition(session, me, done.id, Transition(status=status))
+
+            # The first patient uses the portal.
+            first = patients[0]
+            account = User(
+                id=uuid.uuid4(),
+                email=portal_email,
+                full_name=f"{first.given_name} {first.family_name}",
+                password_hash=password_hash,
+            )
+            session.add(account)
+            await session.flush()
+            session.add(Membership(user_id=account.id, roles=["patient"], patient_id=first.id))
+
+
+async def _results_and_messages(
+    session: AsyncSession, me: Principal, blobs: BlobStore, patient: Patient, index: int, clinician: User
+) -> None:
+    """Lab results (one critical, unacknowledged), an education item, a staff thread and one with the patient."""
+    now = utcnow()
+    a1c = ["8.4", "7.2", "9.6"][index % 3]
+    await results.create_result(
+        session,
+        me,
+        patient.id,
+        ResultCreate(
+            code="4548-4",
+            display="Hemoglobin A1c/Hemoglobin.total in Blood",
+            value=a1c,
+            unit="%",
+            reference_range="4.0-5.6",
+            interpretation="abnormal",
+            status="final",
+            effective_at=now - timedelta(days=10 + index),
+            released_to_patient=True,
+            ordered_by=clinician.id,
+        ),
+    )
+    if index % 3 == 1:
+        await results.create_result(
+            session,
+            me,
+            patient.id,
+            ResultCreate(
+                code="2823-3",
+                display="Potassium [Moles/volume] in Serum or Plasma",
+                value="6.4",
+                unit="mmol/L",
+                reference_range="3.5-5.1",
+                interpretation="critical",
+                status="final",
+                effective_at=now - timedelta(hours=1),
+                ordered_by=clinician.id,
+            ),
+        )
+    await results.assign_education(
+        session,
+        me,
+        patient.id,
+        EducationCreate(
+            title=["Eating well with diabetes", "Heart failure: your daily weight", "Using your inhaler"][index % 3],
+            url=[
+                "https://medlineplus.gov/diabeticdiet.html",
+                "https://medlineplus.gov/heartfailure.html",
+                "https://medlineplus.gov/copd.html",
+            ][index % 3],
+        ),
+    )
+    await messaging.create_thread(
+        session,
+        me,
+        ThreadCreate(
+            patient_id=patient.id,
+            subject="Care coordination notes",
+            body="Patient asked about transport to the next visit; checking with Harbor Community Services.",
+            participant_user_ids=[clinician.id] if clinician.id != me.user_id else [],
+        ),
+        blobs,
+    )
+    with_patient = await messaging.create_thread(
+        session,
+        me,
+        ThreadCreate(
+            patient_id=patient.id,
+            subject="Your next visit",
+            body="Hello! Your care team here. Please bring your medication list and glucose log to your next visit.",
+            include_patient=True,
+        ),
+        blobs,
+    )
+    await messaging.send_message(
+        session,
+        me,
+        with_patient.id,
+        MessageCreate(body="We also sent you a short reading about your condition in the portal."),
+        blobs,
+    )

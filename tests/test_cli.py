@@ -16,7 +16,7 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
-from core.demo import DEMO_PASSWORD, TENANTS, USERS
+from core.demo import DEMO_PASSWORD, PORTAL_USERS, TENANTS, USERS
 from tests.conftest import base_settings
 
 
@@ -71,11 +71,20 @@ async def test_upgrade_seed_and_mint_a_token(env: dict[str, str]) -> None:
         assert any(t["overdue"] and t["escalation_level"] == 1 for t in queue)
         appointments = (await client.get("/api/v1/appointments", headers=headers)).json()["items"]
         assert {"booked", "noshow"} <= {a["status"] for a in appointments}
+        threads = (await client.get("/api/v1/threads", headers=headers)).json()["items"]
+        assert threads and all(t["unread_count"] >= 1 for t in threads)
         for email, _name, tenant, roles in USERS:
             body = {"email": email, "password": DEMO_PASSWORD} | ({"tenant": tenant} if tenant else {})
             response = await client.post("/api/v1/auth/token", json=body)
             assert response.status_code == 200, email
             assert response.json()["roles"] == list(roles or ("network_admin",))
+        # A portal account per clinical tenant.
+        body = {"email": PORTAL_USERS["st-marys"], "password": DEMO_PASSWORD, "tenant": "st-marys"}
+        token = (await client.post("/api/v1/auth/token", json=body)).json()["access_token"]
+        portal = {"Authorization": f"Bearer {token}"}
+        plans = (await client.get("/api/v1/portal/care-plans", headers=portal)).json()["items"]
+        assert plans and "staff_note" not in plans[0]
+        assert (await client.get("/api/v1/portal/threads", headers=portal)).json()["items"]
         network = {
             "Authorization": "Bearer "
             + (
@@ -86,7 +95,7 @@ async def test_upgrade_seed_and_mint_a_token(env: dict[str, str]) -> None:
         }
         tenants = (await client.get("/api/v1/network/tenants", headers=network)).json()["items"]
         assert sorted((t["slug"], t["kind"]) for t in tenants) == sorted((s, k) for s, _n, k in TENANTS)
-        assert sum(t["member_count"] for t in tenants) == len(USERS) - 1
+        assert sum(t["member_count"] for t in tenants) == len(USERS) - 1 + len(PORTAL_USERS)
 
 
 def test_init_creates_the_network_and_its_administrator(env: dict[str, str]) -> None:
