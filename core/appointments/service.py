@@ -14,9 +14,10 @@ from core import audit, outbox, staff
 from core.appointments.models import APPOINTMENT_TRANSITIONS, Appointment
 from core.appointments.schemas import AppointmentCreate, AppointmentOut, AppointmentUpdate, Reminder, StatusChange
 from core.db import utcnow
-from core.errors import Conflict, InvalidInput, NotFound
+from core.errors import Conflict, InvalidInput
 from core.patients.service import require_patient
 from core.principal import Principal
+from core.records import get_or_404
 
 RESOURCE = "Appointment"
 MAX_LENGTH = timedelta(hours=12)
@@ -102,18 +103,15 @@ async def create(session: AsyncSession, principal: Principal, data: AppointmentC
 
 
 async def _load(session: AsyncSession, principal: Principal, appointment_id: uuid.UUID, action: str) -> Appointment:
-    appointment = await session.get(Appointment, appointment_id)
-    if appointment is None:
-        audit.record_failure(
-            session,
-            principal.actor,
-            action=action,
-            resource_type=RESOURCE,
-            resource_id=appointment_id,
-            outcome="not_found",
-        )
-        raise NotFound("appointment not found")
-    return appointment
+    return await get_or_404(
+        session,
+        principal,
+        Appointment,
+        appointment_id,
+        action=action,
+        resource_type=RESOURCE,
+        detail="appointment not found",
+    )
 
 
 async def read(session: AsyncSession, principal: Principal, appointment_id: uuid.UUID) -> AppointmentOut:

@@ -39,6 +39,7 @@ from core.db import utcnow
 from core.errors import Conflict, InvalidInput, NotFound
 from core.patients.service import require_patient
 from core.principal import Principal
+from core.records import get_or_404
 from core.tasks.models import Task
 
 RESOURCE = "CarePlan"
@@ -287,13 +288,9 @@ async def create(session: AsyncSession, principal: Principal, data: CarePlanCrea
 
 
 async def _load(session: AsyncSession, principal: Principal, plan_id: uuid.UUID, action: str) -> CarePlan:
-    plan = await session.get(CarePlan, plan_id)
-    if plan is None:
-        audit.record_failure(
-            session, principal.actor, action=action, resource_type=RESOURCE, resource_id=plan_id, outcome="not_found"
-        )
-        raise NotFound("care plan not found")
-    return plan
+    return await get_or_404(
+        session, principal, CarePlan, plan_id, action=action, resource_type=RESOURCE, detail="care plan not found"
+    )
 
 
 def _open(plan: CarePlan) -> None:

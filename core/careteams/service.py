@@ -15,6 +15,7 @@ from core.db import utcnow
 from core.errors import Conflict, InvalidInput, NotFound
 from core.patients.service import require_patient
 from core.principal import Principal
+from core.records import get_or_404
 
 RESOURCE = "CareTeam"
 
@@ -123,13 +124,9 @@ async def create(
 
 
 async def _load(session: AsyncSession, principal: Principal, team_id: uuid.UUID, action: str) -> CareTeam:
-    team = await session.get(CareTeam, team_id)
-    if team is None:
-        audit.record_failure(
-            session, principal.actor, action=action, resource_type=RESOURCE, resource_id=team_id, outcome="not_found"
-        )
-        raise NotFound("care team not found")
-    return team
+    return await get_or_404(
+        session, principal, CareTeam, team_id, action=action, resource_type=RESOURCE, detail="care team not found"
+    )
 
 
 async def read(session: AsyncSession, principal: Principal, team_id: uuid.UUID) -> CareTeamOut:
@@ -211,13 +208,3 @@ async def remove_member(
     _changed(session, principal, team, "care_team.remove_member", {"member_id": str(member.id)})
     await session.flush()
     return await to_out(session, team)
-
-
-async def member_user_ids(session: AsyncSession, patient_id: uuid.UUID) -> list[uuid.UUID]:
-    """The staff users on a patient's care team (for "my team's tasks" and for messaging)."""
-    rows = await session.scalars(
-        select(CareTeamMember.user_id)
-        .join(CareTeam, CareTeam.id == CareTeamMember.team_id)
-        .where(CareTeam.patient_id == patient_id, CareTeamMember.user_id.is_not(None))
-    )
-    return [u for u in rows.all() if u is not None]

@@ -11,10 +11,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit, outbox
 from core.db import utcnow
-from core.errors import Conflict, InvalidInput, NotFound
+from core.errors import Conflict, InvalidInput
 from core.patients.models import Patient, PatientIdentifier
 from core.patients.schemas import Address, Identifier, PatientCreate, PatientOut, PatientUpdate
 from core.principal import Principal
+from core.records import get_or_404
 
 RESOURCE = "Patient"
 
@@ -109,13 +110,9 @@ async def create(session: AsyncSession, principal: Principal, data: PatientCreat
 
 
 async def _load(session: AsyncSession, principal: Principal, patient_id: uuid.UUID, action: str) -> Patient:
-    patient = await session.get(Patient, patient_id)
-    if patient is None:
-        audit.record_failure(
-            session, principal.actor, action=action, resource_type=RESOURCE, resource_id=patient_id, outcome="not_found"
-        )
-        raise NotFound("patient not found")
-    return patient
+    return await get_or_404(
+        session, principal, Patient, patient_id, action=action, resource_type=RESOURCE, detail="patient not found"
+    )
 
 
 async def require_patient(session: AsyncSession, principal: Principal, patient_id: uuid.UUID, action: str) -> Patient:

@@ -10,9 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit, outbox
 from core.db import utcnow
-from core.errors import Conflict, InvalidInput, NotFound
+from core.errors import Conflict, InvalidInput
 from core.patients.service import require_patient
 from core.principal import Principal
+from core.records import get_or_404
 from core.results.models import EducationItem, LabResult
 from core.results.schemas import EducationCreate, EducationOut, ResultCreate, ResultOut
 from core.staff import require_staff
@@ -57,13 +58,9 @@ def education_out(item: EducationItem) -> EducationOut:
 
 
 async def _result(session: AsyncSession, principal: Principal, result_id: uuid.UUID, action: str) -> LabResult:
-    result = await session.get(LabResult, result_id)
-    if result is None:
-        audit.record_failure(
-            session, principal.actor, action=action, resource_type=RESULT, resource_id=result_id, outcome="not_found"
-        )
-        raise NotFound("lab result not found")
-    return result
+    return await get_or_404(
+        session, principal, LabResult, result_id, action=action, resource_type=RESULT, detail="lab result not found"
+    )
 
 
 def _event_payload(result: LabResult) -> dict[str, object]:

@@ -14,9 +14,10 @@ from core import audit, outbox, staff
 from core.careplans.models import CarePlan
 from core.careteams.models import CareTeam, CareTeamMember
 from core.db import utcnow
-from core.errors import Conflict, InvalidInput, NotFound
+from core.errors import Conflict, InvalidInput
 from core.patients.service import require_patient
 from core.principal import Principal
+from core.records import get_or_404
 from core.tasks import templates
 from core.tasks.models import OPEN_STATUSES, TASK_TRANSITIONS, Task, TaskComment, TaskStatusChange
 from core.tasks.schemas import (
@@ -130,13 +131,9 @@ async def create(session: AsyncSession, principal: Principal, data: TaskCreate) 
 
 
 async def _load(session: AsyncSession, principal: Principal, task_id: uuid.UUID, action: str) -> Task:
-    task = await session.get(Task, task_id)
-    if task is None:
-        audit.record_failure(
-            session, principal.actor, action=action, resource_type=RESOURCE, resource_id=task_id, outcome="not_found"
-        )
-        raise NotFound("task not found")
-    return task
+    return await get_or_404(
+        session, principal, Task, task_id, action=action, resource_type=RESOURCE, detail="task not found"
+    )
 
 
 def _open(task: Task) -> None:
