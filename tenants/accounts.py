@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core import audit
 from core.db import utcnow
 from core.errors import Forbidden, InvalidInput, Unauthorized
+from core.patients.models import Patient
 from tenants import passwords
 from tenants.context import get_tenant_id, tenant_context
 from tenants.models import PATIENT_ROLE, Membership, Tenant, User
@@ -171,6 +172,10 @@ async def resolve(
             raise Unauthorized("the token was issued before the tenant was suspended or the member removed")
     if not membership.roles:
         raise Unauthorized("the token's membership has no roles")
+    if membership.patient_id is not None:
+        active = await session.scalar(select(Patient.active).where(Patient.id == membership.patient_id))
+        if not active:
+            raise Unauthorized("the patient record of this portal account is deactivated")
     # A portal account acts as its patient only, whatever roles its row may have been given.
     roles = (PATIENT_ROLE,) if membership.patient_id is not None else tuple(membership.roles)
     return Caller(

@@ -96,6 +96,8 @@ async def add_user(session: AsyncSession, principal: Principal, data: UserCreate
 async def set_roles(session: AsyncSession, principal: Principal, user_id: uuid.UUID, roles: list[str]) -> MemberOut:
     principal.require("users", "update")
     membership, user = await _member(session, user_id)
+    if membership.patient_id is not None:
+        raise Conflict("this is a patient's portal account: it holds the patient role only", field="roles")
     if user_id == principal.user_id and "tenant_admin" in membership.roles and "tenant_admin" not in roles:
         raise Conflict("you cannot remove your own tenant_admin role", field="roles")
     previous = list(membership.roles)

@@ -22,6 +22,7 @@ from core.careplans.schemas import (
     PlanStatus,
     TemplateCreate,
     TemplateOut,
+    TemplateUpdate,
     VersionDetail,
     VersionOut,
 )
@@ -54,6 +55,12 @@ class CarePlanController(Controller):
     @get("/care-plan-templates/{template_id:uuid}", summary="One template")
     async def read_template(self, session: Db, principal: Caller, template_id: FromPath[uuid.UUID]) -> TemplateOut:
         return await service.read_template(session, principal, template_id)
+
+    @patch("/care-plan-templates/{template_id:uuid}", summary="Rename, describe or retire a template")
+    async def update_template(
+        self, session: Db, principal: Caller, template_id: FromPath[uuid.UUID], data: JSONBody[TemplateUpdate]
+    ) -> TemplateOut:
+        return await service.update_template(session, principal, template_id, data)
 
     @post("/care-plans", summary="Create a care plan (from a template: its structured section must validate)")
     async def create(self, session: Db, principal: Caller, data: JSONBody[CarePlanCreate]) -> CarePlanOut:

@@ -5,13 +5,16 @@ from __future__ import annotations
 import base64
 import re
 import uuid
+from typing import Any
 from urllib.parse import quote
 
 import msgspec
-from litestar import Controller, Response, delete, get, patch, post
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.di import Provide
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from api.deps import Caller, Config, Db, Limit, Offset, PageInfo, next_offset
+from api.deps import Caller, Config, Db, Limit, Offset, PageInfo, next_offset, provide_principal
+from core.errors import Forbidden
 from core.messaging import service
 from core.messaging.blobs import blob_store
 from core.messaging.schemas import (
@@ -23,8 +26,17 @@ from core.messaging.schemas import (
     ThreadCreate,
     ThreadOut,
 )
+from core.principal import Principal
 
 _UNSAFE_FILENAME = re.compile(r"[^A-Za-z0-9._ ()+-]")
+
+
+async def provide_staff(request: Request[Any, Any, Any], session: Db) -> Principal:
+    """The caller, who must be staff: portal accounts use ``/api/v1/portal/threads``."""
+    principal = await provide_principal(request, session)
+    if principal.is_patient:
+        raise Forbidden("patients use the portal's conversations", action="threads.read", resource_type="threads")
+    return principal
 
 
 class ThreadPage(msgspec.Struct):
@@ -51,6 +63,7 @@ def download_headers(attachment: AttachmentOut) -> dict[str, str]:
 class ThreadController(Controller):
     path = "/api/v1/threads"
     tags = ["messaging"]
+    dependencies = {"principal": Provide(provide_staff)}
 
     @get("/", summary="Threads the caller takes part in, most recent message first")
     async def list_threads(

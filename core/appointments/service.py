@@ -75,7 +75,7 @@ def _audit(session: AsyncSession, principal: Principal, appointment: Appointment
 
 async def create(session: AsyncSession, principal: Principal, data: AppointmentCreate) -> AppointmentOut:
     principal.require("appointments", "write")
-    patient = await require_patient(session, principal, data.patient_id, "appointment.create")
+    patient = await require_patient(session, principal, data.patient_id, "appointment.create", active=True)
     await staff.require_staff(session, data.participant_id, "participant_id")
     if data.start_at < utcnow() - timedelta(days=1):
         raise InvalidInput("start_at is in the past", field="start_at")

@@ -73,6 +73,16 @@ class TemplateCreate(msgspec.Struct, forbid_unknown_fields=True):
     activities: Annotated[list[ActivityIn], msgspec.Meta(max_length=50)] = msgspec.field(default_factory=list)
 
 
+class TemplateUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    """Rename, describe or retire a template. Its schema never changes (plans were validated against it):
+    publish a new template under a new code instead."""
+
+    name: Title | msgspec.UnsetType = msgspec.UNSET
+    description: LongText | msgspec.UnsetType | None = msgspec.UNSET
+    condition: Short | msgspec.UnsetType | None = msgspec.UNSET
+    active: bool | msgspec.UnsetType = msgspec.UNSET
+
+
 class TemplateOut(msgspec.Struct):
     id: uuid.UUID
     code: str

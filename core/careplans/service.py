@@ -32,6 +32,7 @@ from core.careplans.schemas import (
     GoalUpdate,
     TemplateCreate,
     TemplateOut,
+    TemplateUpdate,
     VersionDetail,
     VersionOut,
 )
@@ -107,6 +108,34 @@ async def install_standard(session: AsyncSession, principal: Principal) -> list[
     return added
 
 
+async def update_template(
+    session: AsyncSession, principal: Principal, template_id: uuid.UUID, data: TemplateUpdate
+) -> TemplateOut:
+    """Rename or describe a template, or retire it (``active: false``): retired templates are not offered for new
+    plans; plans made from them keep it."""
+    principal.require("careplan_templates", "write")
+    template = await session.get(CarePlanTemplate, template_id)
+    if template is None:
+        raise NotFound("care plan template not found")
+    changed = {}
+    for field, value in _given(data).items():
+        if getattr(template, field) != value:
+            changed[field] = value
+            setattr(template, field, value)
+    if changed:
+        template.updated_at = utcnow()
+    audit.record(
+        session,
+        principal.actor,
+        action="care_plan_template.update",
+        resource_type="CarePlanTemplate",
+        resource_id=template.id,
+        detail={"fields": sorted(changed)},
+    )
+    await session.flush()
+    return template_out(template)
+
+
 async def list_templates(session: AsyncSession, principal: Principal) -> list[TemplateOut]:
     principal.require("careplan_templates", "read")
     rows = await session.scalars(
@@ -125,8 +154,12 @@ async def _template(session: AsyncSession, template_id: uuid.UUID, field: str | 
 
 
 async def read_template(session: AsyncSession, principal: Principal, template_id: uuid.UUID) -> TemplateOut:
+    """One template, retired ones included (plans made from them still point at them)."""
     principal.require("careplan_templates", "read")
-    return template_out(await _template(session, template_id))
+    template = await session.get(CarePlanTemplate, template_id)
+    if template is None:
+        raise NotFound("care plan template not found")
+    return template_out(template)
 
 
 # Plans --------------------------------------------------------------------------------------------------------
@@ -189,14 +222,15 @@ async def _check_links(
     field: str,
 ) -> None:
     """An activity points only at a task or appointment of the same patient (in the caller's tenant)."""
+    prefix = f"{field}." if field else ""
     if task_id is not None:
         task = await session.get(Task, task_id)
         if task is None or task.patient_id != patient_id:
-            raise InvalidInput("no task of this patient has this id", field=f"{field}.task_id")
+            raise InvalidInput("no task of this patient has this id", field=f"{prefix}task_id")
     if appointment_id is not None:
         appointment = await session.get(Appointment, appointment_id)
         if appointment is None or appointment.patient_id != patient_id:
-            raise InvalidInput("no appointment of this patient has this id", field=f"{field}.appointment_id")
+            raise InvalidInput("no appointment of this patient has this id", field=f"{prefix}appointment_id")
 
 
 def _goal(data: GoalIn) -> CarePlanGoal:
@@ -251,7 +285,7 @@ async def _new_version(
 
 async def create(session: AsyncSession, principal: Principal, data: CarePlanCreate) -> CarePlanOut:
     principal.require("careplans", "write")
-    patient = await require_patient(session, principal, data.patient_id, "care_plan.create")
+    patient = await require_patient(session, principal, data.patient_id, "care_plan.create", active=True)
     template = await _template(session, data.template_id, "template_id") if data.template_id else None
     if template is not None:
         structured.validate(template.structured_schema, data.structured)
@@ -359,8 +393,12 @@ async def update(session: AsyncSession, principal: Principal, plan_id: uuid.UUID
     _open(plan)
     if given.get("title", "") is None:
         raise InvalidInput("title cannot be empty", field="title")
-    if "status" in given and given["status"] != plan.status and given["status"] not in PLAN_TRANSITIONS[plan.status]:
-        raise Conflict(f"a {plan.status} plan cannot become {given['status']}", field="status")
+    allowed = PLAN_TRANSITIONS[plan.status]
+    if "status" in given and given["status"] != plan.status and given["status"] not in allowed:
+        raise Conflict(
+            f"a plan that is {plan.status} cannot become {given['status']} (allowed: {', '.join(sorted(allowed))})",
+            field="status",
+        )
     if "structured" in given and plan.template_id is not None:
         template = await session.get(CarePlanTemplate, plan.template_id)
         assert template is not None
@@ -419,7 +457,7 @@ async def add_activity(
     principal.require("careplans", "write")
     plan = await _load(session, principal, plan_id, "care_plan.add_activity")
     _open(plan)
-    activity = await _activity(session, plan.patient_id, data, "body")
+    activity = await _activity(session, plan.patient_id, data, "")
     plan.activities.append(activity)
     change = {"op": "add_activity", "activity_id": str(activity.id), "description": activity.description}
     return await _new_version(session, principal, plan, [change], "care_plan.add_activity")
@@ -437,7 +475,7 @@ async def update_activity(
     given = _given(data)
     if given.get("description", "") is None:
         raise InvalidInput("description cannot be empty", field="description")
-    await _check_links(session, plan.patient_id, given.get("task_id"), given.get("appointment_id"), "body")
+    await _check_links(session, plan.patient_id, given.get("task_id"), given.get("appointment_id"), "")
     changes = []
     for field, value in given.items():
         before = getattr(activity, field)

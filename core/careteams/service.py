@@ -18,6 +18,7 @@ from core.principal import Principal
 from core.records import get_or_404
 
 RESOURCE = "CareTeam"
+CONTACT_IS_FOR_OUTSIDERS = "contact details are for outside members; staff are reached through carehub"
 
 
 async def to_out(session: AsyncSession, team: CareTeam) -> CareTeamOut:
@@ -47,12 +48,18 @@ async def to_out(session: AsyncSession, team: CareTeam) -> CareTeamOut:
 
 
 async def _member(session: AsyncSession, team: CareTeam, data: MemberIn, field: str) -> CareTeamMember:
+    def at(name: str) -> str:
+        return f"{field}.{name}" if field else name
+
     if (data.user_id is None) == (data.name is None):
-        raise InvalidInput("give either user_id (a staff member) or name (an outside member)", field=field)
+        raise InvalidInput("give either user_id (a staff member) or name (an outside member)", field=field or "body")
     if data.user_id is not None:
-        await staff.require_staff(session, data.user_id, f"{field}.user_id")
+        for contact in ("organisation", "phone", "email"):
+            if getattr(data, contact) is not None:
+                raise InvalidInput(CONTACT_IS_FOR_OUTSIDERS, field=at(contact))
+        await staff.require_staff(session, data.user_id, at("user_id"))
         if any(m.user_id == data.user_id for m in team.members):
-            raise Conflict("this user is already a member of the care team", field=f"{field}.user_id")
+            raise Conflict("this user is already a member of the care team", field=at("user_id"))
     return CareTeamMember(
         id=uuid.uuid4(),
         user_id=data.user_id,
@@ -96,9 +103,9 @@ async def create(
     session: AsyncSession, principal: Principal, patient_id: uuid.UUID, data: CareTeamCreate
 ) -> CareTeamOut:
     principal.require("careteams", "write")
-    patient = await require_patient(session, principal, patient_id, "care_team.create")
+    patient = await require_patient(session, principal, patient_id, "care_team.create", active=True)
     if await session.scalar(select(CareTeam.id).where(CareTeam.patient_id == patient.id)) is not None:
-        raise Conflict("this patient already has a care team: add members to it", field="patient_id")
+        raise Conflict("this patient already has a care team: add members to it", field="patient_id", source="path")
     if sum(m.is_lead for m in data.members) > 1:
         raise InvalidInput("a care team has at most one lead", field="members")
     team = CareTeam(
@@ -163,7 +170,7 @@ async def for_patient(session: AsyncSession, principal: Principal, patient_id: u
 async def add_member(session: AsyncSession, principal: Principal, team_id: uuid.UUID, data: MemberIn) -> CareTeamOut:
     principal.require("careteams", "write")
     team = await _load(session, principal, team_id, "care_team.add_member")
-    member = await _member(session, team, data, "body")
+    member = await _member(session, team, data, "")
     team.members.append(member)
     _one_lead(team, member)
     _changed(session, principal, team, "care_team.add_member", {"member_id": str(member.id), "role": member.role})
@@ -187,9 +194,7 @@ async def update_member(
     given = {f: getattr(data, f) for f in data.__struct_fields__ if getattr(data, f) is not msgspec.UNSET}
     if member.user_id is not None and any(f in given for f in ("organisation", "phone", "email")):
         contact = next(f for f in ("organisation", "phone", "email") if f in given)
-        raise InvalidInput(
-            "contact details belong to outside members; staff are reached through carehub", field=contact
-        )
+        raise InvalidInput(CONTACT_IS_FOR_OUTSIDERS, field=contact)
     for field, value in given.items():
         setattr(member, field, value)
     _one_lead(team, member)

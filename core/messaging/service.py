@@ -265,7 +265,7 @@ def _message_out(message: Message, context: _MessageContext) -> MessageOut:
         ),
         body=None if message.deleted else message.body,
         deleted=message.deleted,
-        edited=message.version > 1,
+        edited=message.version > 1 and not message.deleted,
         sent_at=message.sent_at,
         attachments=[]
         if message.deleted
@@ -639,6 +639,9 @@ async def message_history(
         patient_id=access.thread.patient_id,
     )
     context = await _context(session, access, versions)
+    if versions[-1].deleted:
+        # The earlier texts stay in the database (messages are never changed) but are no longer shown.
+        return [_message_out(v, context) for v in versions if v.deleted]
     return [_message_out(v, context) for v in versions]
 
 

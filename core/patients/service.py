@@ -115,9 +115,17 @@ async def _load(session: AsyncSession, principal: Principal, patient_id: uuid.UU
     )
 
 
-async def require_patient(session: AsyncSession, principal: Principal, patient_id: uuid.UUID, action: str) -> Patient:
-    """The caller's tenant's patient, for a record about them; 404 (audited as ``action``) otherwise."""
-    return await _load(session, principal, patient_id, action)
+async def require_patient(
+    session: AsyncSession, principal: Principal, patient_id: uuid.UUID, action: str, *, active: bool = False
+) -> Patient:
+    """The caller's tenant's patient, for a record about them; 404 (audited as ``action``) otherwise.
+
+    With ``active``, a deactivated patient is refused (409): no new care is planned for a closed record.
+    """
+    patient = await _load(session, principal, patient_id, action)
+    if active and not patient.active:
+        raise Conflict("the patient's record is deactivated", field="patient_id")
+    return patient
 
 
 async def read(session: AsyncSession, principal: Principal, patient_id: uuid.UUID) -> PatientOut:

@@ -85,7 +85,7 @@ def _audit(session: AsyncSession, principal: Principal, task: Task, action: str,
 
 async def create(session: AsyncSession, principal: Principal, data: TaskCreate) -> TaskOut:
     principal.require("tasks", "write")
-    patient = await require_patient(session, principal, data.patient_id, "task.create")
+    patient = await require_patient(session, principal, data.patient_id, "task.create", active=True)
     template = None
     if data.template_code is not None:
         template = templates.BY_CODE.get(data.template_code)

@@ -89,6 +89,7 @@ async def test_plan_from_template_with_versions(client: AsyncTestClient[Any], wo
     # Completed plans are closed; illegal status moves are refused.
     back = await client.patch(f"/api/v1/care-plans/{plan['id']}", headers=admin, json={"status": "draft"})
     assert back.status_code == 409
+    assert back.json()["detail"] == "a plan that is active cannot become draft (allowed: completed, on-hold, revoked)"
     done = await client.patch(f"/api/v1/care-plans/{plan['id']}", headers=admin, json={"status": "completed"})
     assert done.status_code == 200
     closed = await client.post(
@@ -176,6 +177,17 @@ async def test_templates_must_be_valid_json_schema(client: AsyncTestClient[Any],
         json={**base, "structured_schema": {"type": "object"}, "goals": [{"description": "Feel better"}]},
     )
     assert good.status_code == 201
+    retired = await client.patch(
+        f"/api/v1/care-plan-templates/{good.json()['id']}", headers=admin, json={"active": False}
+    )
+    assert retired.status_code == 200 and retired.json()["active"] is False
+    listed = (await client.get("/api/v1/care-plan-templates", headers=admin)).json()
+    assert good.json()["id"] not in {t["id"] for t in listed}
+    patient = (await client.post("/api/v1/patients", json=patient_body("CP-9"), headers=admin)).json()
+    from_retired = await client.post(
+        "/api/v1/care-plans", headers=admin, json={"patient_id": patient["id"], "template_id": good.json()["id"]}
+    )
+    assert from_retired.status_code == 422 and from_retired.json()["errors"][0]["field"] == "template_id"
     dup = await client.post(
         "/api/v1/care-plan-templates", headers=admin, json={**base, "structured_schema": {"type": "object"}}
     )

@@ -48,6 +48,7 @@ async def test_care_team_workflow(client: AsyncTestClient[Any], world: World) ->
 
     again = await client.post(f"/api/v1/patients/{patient['id']}/care-team", headers=admin, json={})
     assert again.status_code == 409
+    assert again.json()["errors"] == [{"field": "patient_id", "message": again.json()["detail"], "source": "path"}]
 
     # A new lead takes the lead from the old one.
     added = await client.post(
@@ -62,7 +63,7 @@ async def test_care_team_workflow(client: AsyncTestClient[Any], world: World) ->
     duplicate = await client.post(
         f"/api/v1/care-teams/{team['id']}/members", headers=admin, json={"user_id": chw_id, "role": "chw"}
     )
-    assert duplicate.status_code == 409
+    assert duplicate.status_code == 409 and duplicate.json()["errors"][0]["field"] == "user_id"
 
     external = by_role["specialist"]
     changed = await client.patch(
@@ -91,6 +92,20 @@ async def test_bad_members_are_refused_naming_the_field(client: AsyncTestClient[
     # A user of another tenant is as unknown as a made-up id.
     foreign = await client.post(url, headers=admin, json={"members": [{"user_id": b_doc, "role": "specialist"}]})
     assert foreign.status_code == 422 and foreign.json()["errors"][0]["field"] == "members[0].user_id"
+    staff_phone = await client.post(
+        url,
+        headers=admin,
+        json={
+            "members": [
+                {
+                    "user_id": await _user_id(client, admin, "doc.a@test.example"),
+                    "role": "primary_care",
+                    "phone": "+1 555 0100",
+                }
+            ]
+        },
+    )
+    assert staff_phone.status_code == 422 and staff_phone.json()["errors"][0]["field"] == "members[0].phone"
     bad_role = await client.post(url, headers=admin, json={"members": [{"name": "X", "role": "wizard"}]})
     assert bad_role.status_code == 400
     # Nothing was half-written.

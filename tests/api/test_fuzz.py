@@ -56,6 +56,7 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "structured_schema": {"type": "object", "properties": {"a": {"type": "integer", "minimum": 0}}},
         "goals": [{"description": "g"}],
     },
+    ("PATCH", "/api/v1/care-plan-templates/{template}"): {"name": "N", "active": True, "condition": None},
     ("POST", "/api/v1/care-plans"): {
         "patient_id": "{patient}",
         "template_id": "{template}",

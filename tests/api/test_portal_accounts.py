@@ -23,7 +23,10 @@ async def test_portal_invitation_makes_a_patient_account(client: AsyncTestClient
     # Giving the account staff roles does not make it staff: it stays its patient.
     members = (await client.get("/api/v1/users", headers=admin)).json()["items"]
     account = next(m for m in members if m["email"] == "ada@patient.example")
-    await client.put(f"/api/v1/users/{account['user_id']}/roles", headers=admin, json={"roles": ["tenant_admin"]})
+    promoted = await client.put(
+        f"/api/v1/users/{account['user_id']}/roles", headers=admin, json={"roles": ["tenant_admin"]}
+    )
+    assert promoted.status_code == 409 and promoted.json()["errors"][0]["field"] == "roles"
     token = await client.post(
         "/api/v1/auth/token", json={"email": "ada@patient.example", "password": PASSWORD, "tenant": world.slug_a}
     )
@@ -58,3 +61,19 @@ async def test_portal_invitation_refusals(client: AsyncTestClient[Any], world: W
     assert accepted.status_code == 409
     bo = await login(client, "bo@patient.example", world.slug_a)
     assert (await client.get("/api/v1/auth/me", headers=bo)).json()["roles"] == ["patient"]
+
+
+async def test_a_deactivated_record_closes_its_portal_and_new_care(client: AsyncTestClient[Any], world: World) -> None:
+    admin = await login(client, "admin.a@test.example", world.slug_a)
+    patient = (await client.post("/api/v1/patients", json=patient_body("PA-3"), headers=admin)).json()
+    portal = await portal_login(client, admin, patient["id"], "cy@patient.example", world.slug_a)
+    assert (await client.get("/api/v1/portal/me", headers=portal)).status_code == 200
+    assert (await client.delete(f"/api/v1/patients/{patient['id']}", headers=admin)).status_code == 200
+    assert (await client.get("/api/v1/portal/me", headers=portal)).status_code == 401
+    for path, body in (
+        ("/api/v1/tasks", {"patient_id": patient["id"], "title": "Call"}),
+        ("/api/v1/care-plans", {"patient_id": patient["id"], "title": "Plan"}),
+        (f"/api/v1/patients/{patient['id']}/care-team", {}),
+    ):
+        refused = await client.post(path, headers=admin, json=body)
+        assert refused.status_code == 409 and "deactivated" in refused.json()["detail"], path

@@ -23,6 +23,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/care-teams/{care_team_id:uuid}/members"): {"name": "Intruder", "role": "other"},
     ("PATCH", "/api/v1/care-teams/{care_team_id:uuid}/members/{member_id:uuid}"): {"role": "other"},
     ("PATCH", "/api/v1/care-plans/{plan_id:uuid}"): {"title": "Hijacked"},
+    ("PATCH", "/api/v1/care-plan-templates/{template_id:uuid}"): {"active": False},
     ("POST", "/api/v1/care-plans/{plan_id:uuid}/goals"): {"description": "Hijacked"},
     ("PATCH", "/api/v1/care-plans/{plan_id:uuid}/goals/{goal_id:uuid}"): {"description": "Hijacked"},
     ("POST", "/api/v1/care-plans/{plan_id:uuid}/activities"): {"kind": "other", "description": "Hijacked"},
@@ -200,6 +201,8 @@ async def test_every_id_route_hides_other_tenants(client: AsyncTestClient[Any], 
     assert [i["id"] for i in invitations] == [other["invitation_id"]]
     team = (await client.get(f"/api/v1/care-teams/{other['care_team_id']}", headers=b_admin)).json()
     assert [(m["role"], m["is_lead"]) for m in team["members"]] == [("primary_care", True)]
+    template = (await client.get(f"/api/v1/care-plan-templates/{other['template_id']}", headers=b_admin)).json()
+    assert template["active"] is True
     plan = (await client.get(f"/api/v1/care-plans/{other['plan_id']}", headers=b_admin)).json()
     assert (plan["title"], plan["version"], len(plan["goals"]), len(plan["activities"])) == ("B only", 1, 1, 1)
     task = (await client.get(f"/api/v1/tasks/{other['task_id']}", headers=b_admin)).json()
