@@ -13,7 +13,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from api.deps import Caller, Db, Limit, Offset, PageInfo, next_offset
 from core.appointments import service
 from core.appointments.schemas import AppointmentCreate, AppointmentOut, AppointmentUpdate, Status, StatusChange
-from core.errors import InvalidInput
+from core.inputs import to_utc
 
 
 class AppointmentPage(msgspec.Struct):
@@ -22,9 +22,7 @@ class AppointmentPage(msgspec.Struct):
 
 
 def _aware(value: datetime | None, field: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
-        raise InvalidInput("give a time zone (e.g. 2026-12-01T09:00:00Z)", field=field, source="query")
-    return value
+    return to_utc(value, field, source="query") if value is not None else None
 
 
 class AppointmentController(Controller):

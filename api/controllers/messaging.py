@@ -18,6 +18,7 @@ from core.errors import Forbidden
 from core.messaging import service
 from core.messaging.blobs import blob_store
 from core.messaging.schemas import (
+    MESSAGE_REQUEST_LIMIT,
     AttachmentOut,
     MessageCreate,
     MessageEdit,
@@ -77,7 +78,11 @@ class ThreadController(Controller):
         items = await service.list_threads(session, principal, patient_id=patient_id, limit=limit, offset=offset)
         return ThreadPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
 
-    @post("/", summary="Start a thread about a patient with its first message")
+    @post(
+        "/",
+        summary="Start a thread about a patient with its first message",
+        request_max_body_size=MESSAGE_REQUEST_LIMIT,
+    )
     async def create(self, session: Db, principal: Caller, settings: Config, data: JSONBody[ThreadCreate]) -> ThreadOut:
         return await service.create_thread(session, principal, data, blob_store(settings))
 
@@ -95,7 +100,11 @@ class ThreadController(Controller):
     async def list_messages(self, session: Db, principal: Caller, thread_id: FromPath[uuid.UUID]) -> list[MessageOut]:
         return await service.list_messages(session, principal, thread_id)
 
-    @post("/{thread_id:uuid}/messages", summary="Send a message (with attachments in base64)")
+    @post(
+        "/{thread_id:uuid}/messages",
+        summary="Send a message (attachments in base64: 5 MiB each, 10 MiB together)",
+        request_max_body_size=MESSAGE_REQUEST_LIMIT,
+    )
     async def send(
         self,
         session: Db,

@@ -80,7 +80,8 @@ class PatientController(Controller):
         patient_id: FromPath[uuid.UUID],
         data: JSONBody[PortalInvitationCreate],
     ) -> InvitationOut:
-        await service.read(session, principal, patient_id)
+        principal.require("patients", "write")
+        await service.require_patient(session, principal, patient_id, "patient.portal_invitation", active=True)
         return await onboarding.invite_patient(
             session, principal, patient_id, data.email, settings.invitation_ttl_hours
         )

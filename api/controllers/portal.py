@@ -11,7 +11,7 @@ from litestar.params import FromPath, JSONBody
 from api.controllers.messaging import download_headers
 from api.deps import Caller, Config, Db, Limit, Offset, PageInfo, next_offset
 from core.messaging.blobs import blob_store
-from core.messaging.schemas import MessageCreate
+from core.messaging.schemas import MESSAGE_REQUEST_LIMIT, MessageCreate
 from core.portal import schemas, service
 
 
@@ -93,7 +93,11 @@ class PortalController(Controller):
         items = await service.threads(session, principal, limit=limit, offset=offset)
         return ThreadPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
 
-    @post("/threads", summary="Write to your care team (a new conversation)")
+    @post(
+        "/threads",
+        summary="Write to your care team (a new conversation)",
+        request_max_body_size=MESSAGE_REQUEST_LIMIT,
+    )
     async def start_thread(
         self, session: Db, principal: Caller, settings: Config, data: JSONBody[schemas.ThreadCreate]
     ) -> schemas.Thread:
@@ -107,7 +111,11 @@ class PortalController(Controller):
     async def messages(self, session: Db, principal: Caller, thread_id: FromPath[uuid.UUID]) -> list[schemas.Message]:
         return await service.messages(session, principal, thread_id)
 
-    @post("/threads/{thread_id:uuid}/messages", summary="Reply in a conversation (with attachments in base64)")
+    @post(
+        "/threads/{thread_id:uuid}/messages",
+        summary="Reply in a conversation (attachments in base64: 5 MiB each, 10 MiB together)",
+        request_max_body_size=MESSAGE_REQUEST_LIMIT,
+    )
     async def send_message(
         self,
         session: Db,

@@ -10,11 +10,12 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import audit, outbox, staff
+from core import audit, inputs, outbox, staff
 from core.appointments.models import APPOINTMENT_TRANSITIONS, Appointment
 from core.appointments.schemas import AppointmentCreate, AppointmentOut, AppointmentUpdate, Reminder, StatusChange
 from core.db import utcnow
 from core.errors import Conflict, InvalidInput
+from core.inputs import to_utc
 from core.patients.service import require_patient
 from core.principal import Principal
 from core.records import get_or_404
@@ -43,6 +44,11 @@ def to_out(appointment: Appointment) -> AppointmentOut:
         created_at=appointment.created_at,
         updated_at=appointment.updated_at,
     )
+
+
+def _not_past(start_at: datetime) -> None:
+    if start_at < utcnow() - timedelta(days=1):
+        raise InvalidInput("start_at is in the past", field="start_at")
 
 
 def _check(appointment: Appointment) -> None:
@@ -77,15 +83,15 @@ async def create(session: AsyncSession, principal: Principal, data: AppointmentC
     principal.require("appointments", "write")
     patient = await require_patient(session, principal, data.patient_id, "appointment.create", active=True)
     await staff.require_staff(session, data.participant_id, "participant_id")
-    if data.start_at < utcnow() - timedelta(days=1):
-        raise InvalidInput("start_at is in the past", field="start_at")
+    start_at, end_at = to_utc(data.start_at, "start_at"), to_utc(data.end_at, "end_at")
+    _not_past(start_at)
     appointment = Appointment(
         id=uuid.uuid4(),
         patient_id=patient.id,
         participant_id=data.participant_id,
         kind=data.kind,
-        start_at=data.start_at,
-        end_at=data.end_at,
+        start_at=start_at,
+        end_at=end_at,
         location=data.location,
         video_link=data.video_link,
         reason=data.reason,
@@ -129,7 +135,12 @@ async def update(
     appointment = await _load(session, principal, appointment_id, "appointment.update")
     if appointment.status not in OPEN:
         raise Conflict(f"the appointment is {appointment.status}: it can no longer change", field="status")
-    given = {f: getattr(data, f) for f in data.__struct_fields__ if getattr(data, f) is not msgspec.UNSET}
+    given = inputs.given(data)
+    for field in ("start_at", "end_at"):
+        if field in given:
+            given[field] = to_utc(given[field], field)
+    if "start_at" in given and given["start_at"] != appointment.start_at:
+        _not_past(given["start_at"])
     if "participant_id" in given:
         await staff.require_staff(session, given["participant_id"], "participant_id")
     changed = []

@@ -9,7 +9,7 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import audit, outbox, staff
+from core import audit, inputs, outbox, staff
 from core.appointments.models import Appointment
 from core.careplans import standard, structured
 from core.careplans.models import (
@@ -118,7 +118,7 @@ async def update_template(
     if template is None:
         raise NotFound("care plan template not found")
     changed = {}
-    for field, value in _given(data).items():
+    for field, value in inputs.given(data).items():
         if getattr(template, field) != value:
             changed[field] = value
             setattr(template, field, value)
@@ -375,10 +375,6 @@ async def search(
     return [to_out(p) for p in plans]
 
 
-def _given(data: msgspec.Struct) -> dict[str, Any]:
-    return {f: getattr(data, f) for f in data.__struct_fields__ if getattr(data, f) is not msgspec.UNSET}
-
-
 def _json(value: Any) -> Any:
     return msgspec.to_builtins(value)
 
@@ -386,7 +382,7 @@ def _json(value: Any) -> Any:
 async def update(session: AsyncSession, principal: Principal, plan_id: uuid.UUID, data: CarePlanUpdate) -> CarePlanOut:
     principal.require("careplans", "write")
     plan = await _load(session, principal, plan_id, "care_plan.update")
-    given = _given(data)
+    given = inputs.given(data)
     expected = given.pop("version", None)
     if expected is not None and expected != plan.version:
         raise Conflict(f"the plan is at version {plan.version}, not {expected}: reload and retry", field="version")
@@ -412,8 +408,22 @@ async def update(session: AsyncSession, principal: Principal, plan_id: uuid.UUID
         changes.append({"op": "set", "field": field, "from": _json(before), "to": _json(value)})
     _check_period(plan)
     if not changes:
-        return to_out(plan)
+        return _unchanged(session, principal, plan)
     return await _new_version(session, principal, plan, changes, "care_plan.update")
+
+
+def _unchanged(session: AsyncSession, principal: Principal, plan: CarePlan) -> CarePlanOut:
+    """An update that changed nothing still showed the plan: audit it as a read."""
+    audit.record(
+        session,
+        principal.actor,
+        action="care_plan.read",
+        resource_type=RESOURCE,
+        resource_id=plan.id,
+        patient_id=plan.patient_id,
+        detail={"unchanged": True},
+    )
+    return to_out(plan)
 
 
 async def add_goal(session: AsyncSession, principal: Principal, plan_id: uuid.UUID, data: GoalIn) -> CarePlanOut:
@@ -436,7 +446,7 @@ async def update_goal(
         raise NotFound("goal not found")
     _open(plan)
     changes = []
-    for field, value in _given(data).items():
+    for field, value in inputs.given(data).items():
         if field == "description" and value is None:
             raise InvalidInput("description cannot be empty", field=field)
         before = getattr(goal, field)
@@ -446,7 +456,7 @@ async def update_goal(
                 {"op": "set_goal", "goal_id": str(goal.id), "field": field, "from": _json(before), "to": _json(value)}
             )
     if not changes:
-        return to_out(plan)
+        return _unchanged(session, principal, plan)
     goal.updated_at = utcnow()
     return await _new_version(session, principal, plan, changes, "care_plan.update_goal")
 
@@ -472,7 +482,7 @@ async def update_activity(
     if activity is None:
         raise NotFound("activity not found")
     _open(plan)
-    given = _given(data)
+    given = inputs.given(data)
     if given.get("description", "") is None:
         raise InvalidInput("description cannot be empty", field="description")
     await _check_links(session, plan.patient_id, given.get("task_id"), given.get("appointment_id"), "")
@@ -491,7 +501,7 @@ async def update_activity(
                 }
             )
     if not changes:
-        return to_out(plan)
+        return _unchanged(session, principal, plan)
     activity.updated_at = utcnow()
     return await _new_version(session, principal, plan, changes, "care_plan.update_activity")
 

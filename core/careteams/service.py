@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import audit, outbox, staff
+from core import audit, inputs, outbox, staff
 from core.careteams.models import CareTeam, CareTeamMember
 from core.careteams.schemas import CareTeamCreate, CareTeamOut, MemberIn, MemberOut, MemberUpdate
 from core.db import utcnow
@@ -191,7 +190,7 @@ async def update_member(
     principal.require("careteams", "write")
     team = await _load(session, principal, team_id, "care_team.update_member")
     member = _find(team, member_id)
-    given = {f: getattr(data, f) for f in data.__struct_fields__ if getattr(data, f) is not msgspec.UNSET}
+    given = inputs.given(data)
     if member.user_id is not None and any(f in given for f in ("organisation", "phone", "email")):
         contact = next(f for f in ("organisation", "phone", "email") if f in given)
         raise InvalidInput(CONTACT_IS_FOR_OUTSIDERS, field=contact)

@@ -15,6 +15,10 @@ import msgspec
 Subject = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Body = Annotated[str, msgspec.Meta(min_length=1, max_length=20_000)]
 MAX_ATTACHMENTS = 10
+# All the attachments of one message together (each is at most 5 MiB), and the request that carries them
+# in base64 (4 bytes for every 3) with room for the rest of the message.
+MAX_MESSAGE_ATTACHMENT_BYTES = 10 * 1024 * 1024
+MESSAGE_REQUEST_LIMIT = 4 * MAX_MESSAGE_ATTACHMENT_BYTES // 3 + 256 * 1024
 
 
 class AttachmentIn(msgspec.Struct, forbid_unknown_fields=True):

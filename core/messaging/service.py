@@ -33,6 +33,7 @@ from core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from core.messaging.blobs import BlobError, BlobStore, digest
 from core.messaging.models import Message, MessageAttachment, MessageReceipt, Thread, ThreadParticipant
 from core.messaging.schemas import (
+    MAX_MESSAGE_ATTACHMENT_BYTES,
     AttachmentIn,
     AttachmentOut,
     AuthorOut,
@@ -324,6 +325,11 @@ def _check_attachments(items: Sequence[AttachmentIn]) -> list[_Upload]:
         if len(data) > MAX_ATTACHMENT_BYTES:
             raise InvalidInput(too_big, field=f"{where}.data")
         uploads.append(_Upload(item.name, content_type, data))
+        if sum(len(u.data) for u in uploads) > MAX_MESSAGE_ATTACHMENT_BYTES:
+            raise InvalidInput(
+                f"a message's attachments together are at most {MAX_MESSAGE_ATTACHMENT_BYTES // (1024 * 1024)} MiB",
+                field=f"{where}.data",
+            )
     return uploads
 
 
@@ -446,7 +452,7 @@ async def create_thread(session: AsyncSession, principal: Principal, data: Threa
     else:
         if data.patient_id is None:
             raise InvalidInput("patient_id is required", field="patient_id")
-        patient_id = (await require_patient(session, principal, data.patient_id, "thread.create")).id
+        patient_id = (await require_patient(session, principal, data.patient_id, "thread.create", active=True)).id
         users = [principal.user_id]
         for index, user_id in enumerate(data.participant_user_ids):
             await staff.require_staff(session, user_id, f"participant_user_ids[{index}]")

@@ -210,7 +210,7 @@ async def assign_education(
     session: AsyncSession, principal: Principal, patient_id: uuid.UUID, data: EducationCreate
 ) -> EducationOut:
     principal.require("education", "write")
-    patient = await require_patient(session, principal, patient_id, "education.create")
+    patient = await require_patient(session, principal, patient_id, "education.create", active=True)
     item = EducationItem(
         id=uuid.uuid4(),
         patient_id=patient.id,

@@ -6,15 +6,15 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-import msgspec
 from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import audit, outbox, staff
+from core import audit, inputs, outbox, staff
 from core.careplans.models import CarePlan
 from core.careteams.models import CareTeam, CareTeamMember
 from core.db import utcnow
 from core.errors import Conflict, InvalidInput
+from core.inputs import to_utc
 from core.patients.service import require_patient
 from core.principal import Principal
 from core.records import get_or_404
@@ -98,12 +98,15 @@ async def create(session: AsyncSession, principal: Principal, data: TaskCreate) 
         plan = await session.get(CarePlan, data.care_plan_id)
         if plan is None or plan.patient_id != patient.id:
             raise InvalidInput("no care plan of this patient has this id", field="care_plan_id")
+        if plan.status in ("completed", "revoked"):
+            raise InvalidInput(f"the care plan is {plan.status}", field="care_plan_id")
     owner_id = data.owner_id or principal.user_id
     await staff.require_staff(session, owner_id, "owner_id")
     if data.assignee_id is not None:
         await staff.require_staff(session, data.assignee_id, "assignee_id")
     now = utcnow()
-    due_at = data.due_at or (now + timedelta(hours=template.due_in_hours) if template else None)
+    due_at = to_utc(data.due_at, "due_at") if data.due_at else None
+    due_at = due_at or (now + timedelta(hours=template.due_in_hours) if template else None)
     task = Task(
         id=uuid.uuid4(),
         patient_id=patient.id,
@@ -152,7 +155,9 @@ async def update(session: AsyncSession, principal: Principal, task_id: uuid.UUID
     principal.require("tasks", "write")
     task = await _load(session, principal, task_id, "task.update")
     _open(task)
-    given = {f: getattr(data, f) for f in data.__struct_fields__ if getattr(data, f) is not msgspec.UNSET}
+    given = inputs.given(data)
+    if given.get("due_at") is not None:
+        given["due_at"] = to_utc(given["due_at"], "due_at")
     if "owner_id" in given:
         await staff.require_staff(session, given["owner_id"], "owner_id")
     if given.get("assignee_id") is not None:
