@@ -31,7 +31,7 @@ WRK_CONN=${WRK_CONN:-16}
 run() {
   local name=$1; shift
   local out
-  out=$(wrk -t2 -c"$WRK_CONN" -d"${DURATION}s" --latency "$@")
+  out=$(wrk -t"$(( WRK_CONN < 2 ? 1 : 2 ))" -c"$WRK_CONN" -d"${DURATION}s" --latency "$@")
   printf '%-34s %10s req/s   p50 %8s   p99 %8s\n' "$name" \
     "$(awk '/Requests\/sec/ {print $2}' <<<"$out")" \
     "$(awk '$1 == "50%" {print $2}' <<<"$out")" "$(awk '$1 == "99%" {print $2}' <<<"$out")"
@@ -39,3 +39,8 @@ run() {
 run "GET /healthz (no auth, no db)" "http://127.0.0.1:$PORT/healthz"
 run "GET /api/v1/patients/{id}" -H "Authorization: Bearer $token" "http://127.0.0.1:$PORT/api/v1/patients/$patient"
 run "GET /api/v1/patients?limit=20" -H "Authorization: Bearer $token" "http://127.0.0.1:$PORT/api/v1/patients?limit=20"
+plan=$(curl -sf "http://127.0.0.1:$PORT/api/v1/care-plans?limit=1" -H "Authorization: Bearer $token" \
+  | "$BIN/python" -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
+run "GET /api/v1/care-plans/{id}" -H "Authorization: Bearer $token" "http://127.0.0.1:$PORT/api/v1/care-plans/$plan"
+run "GET /api/v1/tasks?queue=mine" -H "Authorization: Bearer $token" "http://127.0.0.1:$PORT/api/v1/tasks?queue=mine"
+run "GET /fhir/CarePlan/{id}" -H "Authorization: Bearer $token" "http://127.0.0.1:$PORT/fhir/CarePlan/$plan"

@@ -21,7 +21,8 @@ from core.fhir.common import MEDIA_TYPE
 from core.fhir.documents import capability_statement, operation_outcome, searchset
 
 DEFAULT_COUNT = 50
-_PATIENT = re.compile(r"^(?:.*/)?(?:Patient/)?(?P<id>[A-Za-z0-9\-.]{1,64})$")
+# "<id>", "Patient/<id>" or an absolute URL ending in "/Patient/<id>"; any other reference finds nothing.
+_PATIENT = re.compile(r"^(?:(?:https?://\S+/)?Patient/)?(?P<id>[A-Za-z0-9\-.]{1,64})$")
 
 
 def _fhir(content: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None) -> Response[Any]:

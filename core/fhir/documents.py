@@ -87,17 +87,7 @@ def capability_statement(fhir_base: str) -> dict[str, Any]:
                 "mode": "server",
                 "documentation": f"Searches page with _count (at most {MAX_COUNT}) and _offset.",
                 "security": {
-                    "service": [
-                        {
-                            "coding": [
-                                {
-                                    "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
-                                    "code": "OAuth",
-                                }
-                            ],
-                            "text": "Bearer token from POST /api/v1/auth/token (staff members)",
-                        }
-                    ],
+                    "service": [{"text": "Bearer token (JWT) from POST /api/v1/auth/token (staff members)"}],
                     "description": "Every request but this one needs a staff member's bearer token; records are "
                     "those of the token's tenant.",
                 },

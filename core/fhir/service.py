@@ -296,4 +296,13 @@ async def search(
             resource_id=item.resource["id"],
             patient_id=item.patient_id,
         )
+    if not found:
+        # A search that returns nothing still asked about a patient: it is recorded too.
+        audit.record(
+            session,
+            principal.actor,
+            action="fhir.search",
+            resource_type=resource_type,
+            detail={"patient": str(patient_id), "total": total, "offset": offset},
+        )
     return SearchPage(total, found)

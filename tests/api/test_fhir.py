@@ -795,3 +795,24 @@ async def test_other_tenants_records_are_not_found(client: AsyncTestClient[Any],
     assert {e["resource_id"] for e in misses if e["outcome"] == "not_found"} >= set(foreign.values())
     # Tenant B's own view is whole.
     assert (await _fhir(client, f"/fhir/Task/{b_task}", admin_b))["for"] == {"reference": f"Patient/{b_patient}"}
+
+
+async def test_patient_parameter_forms_and_empty_searches_are_audited(
+    client: AsyncTestClient[Any], world: World
+) -> None:
+    admin = await login(client, "admin.a@test.example", world.slug_a)
+    patient = (await client.post("/api/v1/patients", json=patient_body("FH-9"), headers=admin)).json()
+    await client.post("/api/v1/tasks", headers=admin, json={"patient_id": patient["id"], "title": "Call"})
+    pid = patient["id"]
+    totals = {}
+    for value in (pid, f"Patient/{pid}", f"https://hub.example/fhir/Patient/{pid}", f"Practitioner/{pid}"):
+        bundle = (await client.get("/fhir/Task", params={"patient": value}, headers=admin)).json()
+        valid(bundle)
+        totals[value.split("/")[0] if "/" in value else "id"] = bundle["total"]
+    # Only a patient reference finds the patient's tasks: another resource type's reference finds nothing.
+    assert totals == {"id": 1, "Patient": 1, "https:": 1, "Practitioner": 0}
+    unknown = str(uuid.uuid4())
+    assert (await client.get("/fhir/Task", params={"patient": unknown}, headers=admin)).json()["total"] == 0
+    events = (await client.get("/api/v1/audit-events?action=fhir.search&limit=100", headers=admin)).json()["items"]
+    empty = [e for e in events if e["resource_id"] is None]
+    assert [e["detail"] for e in empty] == [{"patient": unknown, "total": 0, "offset": 0}]
