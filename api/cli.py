@@ -80,7 +80,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     cmd_db_upgrade(settings, args)
     asyncio.run(_seed(settings))
-    _print_logins(settings, [])
+    where = {k: v for k, v in (("host", args.host), ("port", args.port)) if v}
+    _print_logins(settings.model_copy(update=where), [])
     return cmd_serve(settings, args)
 
 

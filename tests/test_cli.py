@@ -152,7 +152,8 @@ def test_demo_serves_the_hub(env: dict[str, str]) -> None:
         process.terminate()
         output, _ = process.communicate(timeout=20)
     assert DEMO_PASSWORD in output
-    assert "dr.lee@stmarys.example" in output
+    assert "dr.lee@stmarys.example" in output and "patient@st-marys.example" in output
+    assert f"http://127.0.0.1:{port}" in output  # the banner names the port it serves on
 
 
 def test_rate_limits_count_forwarded_clients_only_from_trusted_proxies(env: dict[str, str]) -> None:
