@@ -65,6 +65,8 @@ class CommentIn(msgspec.Struct, forbid_unknown_fields=True):
 class TaskOut(msgspec.Struct):
     id: uuid.UUID
     patient_id: uuid.UUID
+    # The patient's name, as a work queue shows it.
+    patient_name: str | None
     care_plan_id: uuid.UUID | None
     title: str
     description: str | None

@@ -15,6 +15,7 @@ from core.careteams.models import CareTeam, CareTeamMember
 from core.db import utcnow
 from core.errors import Conflict, InvalidInput
 from core.inputs import to_utc
+from core.patients.models import Patient
 from core.patients.service import require_patient
 from core.principal import Principal
 from core.records import get_or_404
@@ -37,11 +38,17 @@ RESOURCE = "Task"
 PRIORITY_RANK = case({"stat": 0, "asap": 1, "urgent": 2, "routine": 3}, value=Task.priority, else_=4)
 
 
-def to_out(task: Task, now: datetime | None = None) -> TaskOut:
+async def _out(session: AsyncSession, task: Task, now: datetime | None = None) -> TaskOut:
+    patient = await session.get(Patient, task.patient_id)  # usually already in the session
+    return to_out(task, now, f"{patient.given_name} {patient.family_name}" if patient else None)
+
+
+def to_out(task: Task, now: datetime | None = None, patient_name: str | None = None) -> TaskOut:
     now = now or utcnow()
     return TaskOut(
         id=task.id,
         patient_id=task.patient_id,
+        patient_name=patient_name,
         care_plan_id=task.care_plan_id,
         title=task.title,
         description=task.description,
@@ -130,7 +137,7 @@ async def create(session: AsyncSession, principal: Principal, data: TaskCreate) 
     _audit(session, principal, task, "task.create")
     _event(session, task, "task.created", priority=task.priority)
     await session.flush()
-    return to_out(task, now)
+    return await _out(session, task, now)
 
 
 async def _load(session: AsyncSession, principal: Principal, task_id: uuid.UUID, action: str) -> Task:
@@ -148,7 +155,7 @@ async def read(session: AsyncSession, principal: Principal, task_id: uuid.UUID) 
     principal.require("tasks", "read")
     task = await _load(session, principal, task_id, "task.read")
     _audit(session, principal, task, "task.read")
-    return to_out(task)
+    return await _out(session, task)
 
 
 async def update(session: AsyncSession, principal: Principal, task_id: uuid.UUID, data: TaskUpdate) -> TaskOut:
@@ -174,7 +181,7 @@ async def update(session: AsyncSession, principal: Principal, task_id: uuid.UUID
             _event(session, task, "task.assigned", assignee_id=str(task.assignee_id))
     _audit(session, principal, task, "task.update", fields=changed)
     await session.flush()
-    return to_out(task)
+    return await _out(session, task)
 
 
 async def transition(session: AsyncSession, principal: Principal, task_id: uuid.UUID, data: Transition) -> TaskOut:
@@ -202,7 +209,7 @@ async def transition(session: AsyncSession, principal: Principal, task_id: uuid.
     _audit(session, principal, task, "task.transition", **{"from": before, "to": data.status})
     _event(session, task, f"task.{data.status}", from_status=before)
     await session.flush()
-    return to_out(task, now)
+    return await _out(session, task, now)
 
 
 async def escalate(session: AsyncSession, principal: Principal, task_id: uuid.UUID, data: Escalation) -> TaskOut:
@@ -215,7 +222,7 @@ async def escalate(session: AsyncSession, principal: Principal, task_id: uuid.UU
     _audit(session, principal, task, "task.escalate", level=task.escalation_level)
     _event(session, task, "task.escalated", level=task.escalation_level, reason=data.reason)
     await session.flush()
-    return to_out(task)
+    return await _out(session, task)
 
 
 async def add_comment(session: AsyncSession, principal: Principal, task_id: uuid.UUID, data: CommentIn) -> CommentOut:
@@ -299,7 +306,7 @@ async def queue(
     """
     principal.require("tasks", "read")
     now = utcnow()
-    query = select(Task)
+    query = select(Task, Patient.given_name, Patient.family_name).join(Patient, Patient.id == Task.patient_id)
     if queue == "mine":
         query = query.where((Task.owner_id == principal.user_id) | (Task.assignee_id == principal.user_id))
     elif queue == "team":
@@ -326,7 +333,7 @@ async def queue(
         .limit(limit)
         .offset(offset)
     )
-    tasks = list((await session.scalars(query)).all())
-    for task in tasks:
+    rows = (await session.execute(query)).all()
+    for task, _given, _family in rows:
         _audit(session, principal, task, "task.search")
-    return [to_out(t, now) for t in tasks]
+    return [to_out(task, now, f"{given} {family}") for task, given, family in rows]

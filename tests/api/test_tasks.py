@@ -39,6 +39,7 @@ async def test_task_workflow(client: AsyncTestClient[Any], world: World) -> None
     task = created.json()
     assert task["title"] == "Post-discharge follow-up call" and task["priority"] == "urgent"
     assert task["status"] == "requested" and task["owner_id"] == users["admin.a"]
+    assert task["patient_name"] == "Ada Lovelace"
     due = datetime.fromisoformat(task["due_at"])
     assert timedelta(hours=47) < due - datetime.now(UTC) <= timedelta(hours=48)
 
@@ -122,7 +123,7 @@ async def test_work_queues(client: AsyncTestClient[Any], world: World) -> None:
     assert await titles(admin, f"queue=all&patient_id={p2['id']}") == ["other patient", "chw owns"]
     assert await titles(admin, "queue=all&priority=asap") == ["undated"]
     overdue = (await client.get("/api/v1/tasks?queue=overdue", headers=admin)).json()["items"]
-    assert all(t["overdue"] for t in overdue)
+    assert all(t["overdue"] and t["patient_name"] == "Ada Lovelace" for t in overdue)
     bad = await client.get("/api/v1/tasks?queue=everyone", headers=admin)
     assert bad.status_code == 400 and "queue" in bad.text
 
