@@ -63,9 +63,27 @@ def _field_error(item: dict[str, Any]) -> dict[str, Any]:
     return {"field": field or "body", "message": message, "source": item.get("source", "body")}
 
 
+def _public_names(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """Handler parameter name -> the name the caller uses (``start_from`` -> ``from``, ``count`` -> ``_count``)."""
+    try:
+        parameters = request.route_handler.parsed_fn_signature.parameters
+    except (AttributeError, KeyError):  # no route matched: nothing to rename
+        return {}
+    names = {}
+    for name, parameter in parameters.items():
+        alias = getattr(parameter.kwarg_definition, "name", None) or getattr(parameter.kwarg_definition, "query", None)
+        if isinstance(alias, str) and alias != name:
+            names[name] = alias
+    return names
+
+
 def _validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
     extra = exc.extra if isinstance(exc.extra, list) else []
     errors = [_field_error(item) for item in extra if isinstance(item, dict)]
+    aliases = _public_names(request)
+    for error in errors:
+        if error["source"] != "body" and error["field"] in aliases:
+            error["field"] = aliases[error["field"]]
     if not errors:
         errors = [{"field": "body", "message": str(exc.detail), "source": "body"}]
     fields = ", ".join(e["field"] for e in errors)

@@ -79,6 +79,9 @@ async def test_appointment_workflow(client: AsyncTestClient[Any], world: World) 
     assert [a["id"] for a in window.json()["items"]] == [appt["id"]]
     naive = await client.get("/api/v1/appointments", headers=admin, params={"from": "2026-12-01T00:00:00"})
     assert naive.status_code == 422 and naive.json()["errors"][0]["field"] == "from"
+    # A malformed parameter is named as the caller wrote it, not as the code calls it.
+    garbled = await client.get("/api/v1/appointments", headers=admin, params={"to": "next week"})
+    assert garbled.status_code == 400 and garbled.json()["errors"][0]["field"] == "to"
 
 
 async def test_bad_appointments(client: AsyncTestClient[Any], world: World) -> None:

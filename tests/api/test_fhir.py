@@ -811,6 +811,8 @@ async def test_patient_parameter_forms_and_empty_searches_are_audited(
         totals[value.split("/")[0] if "/" in value else "id"] = bundle["total"]
     # Only a patient reference finds the patient's tasks: another resource type's reference finds nothing.
     assert totals == {"id": 1, "Patient": 1, "https:": 1, "Practitioner": 0}
+    bad_count = await client.get("/fhir/Task", params={"patient": pid, "_count": "-1"}, headers=admin)
+    assert bad_count.status_code == 400 and bad_count.json()["issue"][0]["expression"] == ["_count"]
     unknown = str(uuid.uuid4())
     assert (await client.get("/fhir/Task", params={"patient": unknown}, headers=admin)).json()["total"] == 0
     events = (await client.get("/api/v1/audit-events?action=fhir.search&limit=100", headers=admin)).json()["items"]
