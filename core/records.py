@@ -24,12 +24,15 @@ async def get_or_404(
     action: str,
     resource_type: str,
     detail: str,
+    for_update: bool = False,
 ) -> Record:
     """The record of the caller's tenant with this id; otherwise an audited ``not_found`` and :class:`NotFound`.
 
-    The session's tenant filter makes another tenant's record absent, so both answers are the same.
+    The session's tenant filter makes another tenant's record absent, so both answers are the same. With
+    ``for_update`` the row is locked until the transaction ends (PostgreSQL), so that a read-then-write such as
+    "the first acknowledgement stands" holds under concurrent requests.
     """
-    record = await session.get(model, record_id)
+    record = await session.get(model, record_id, with_for_update=for_update or None, populate_existing=for_update)
     if record is None:
         audit.record_failure(
             session,

@@ -26,12 +26,19 @@ async def require_staff(session: AsyncSession, user_id: uuid.UUID, field: str) -
         raise InvalidInput("no active staff member of this tenant has this id", field=field)
 
 
-async def names(session: AsyncSession, user_ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, str]:
-    """Full names of the given users who belong to the caller's tenant (others are left out)."""
+async def names(
+    session: AsyncSession, user_ids: Iterable[uuid.UUID | None], *, active_staff_only: bool = False
+) -> dict[uuid.UUID, str]:
+    """Full names of the given users who belong to the caller's tenant (others are left out).
+
+    Records keep the names of people who have left (who wrote a comment, who changed a plan); with
+    ``active_staff_only``, only current staff members are named (who to contact now).
+    """
     wanted = {u for u in user_ids if u is not None}
     if not wanted:
         return {}
-    rows = await session.execute(
-        select(User.id, User.full_name).join(Membership, Membership.user_id == User.id).where(User.id.in_(wanted))
-    )
+    query = select(User.id, User.full_name).join(Membership, Membership.user_id == User.id).where(User.id.in_(wanted))
+    if active_staff_only:
+        query = query.where(Membership.is_active.is_(True), Membership.patient_id.is_(None))
+    rows = await session.execute(query)
     return {row[0]: row[1] for row in rows.all()}

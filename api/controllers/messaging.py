@@ -40,6 +40,11 @@ async def provide_staff(request: Request[Any, Any, Any], session: Db) -> Princip
     return principal
 
 
+class MessagePage(msgspec.Struct):
+    items: list[MessageOut]
+    page: PageInfo
+
+
 class ThreadPage(msgspec.Struct):
     items: list[ThreadOut]
     page: PageInfo
@@ -97,8 +102,11 @@ class ThreadController(Controller):
         return await service.add_participant(session, principal, thread_id, data.user_id)
 
     @get("/{thread_id:uuid}/messages", summary="The current version of every message, oldest first")
-    async def list_messages(self, session: Db, principal: Caller, thread_id: FromPath[uuid.UUID]) -> list[MessageOut]:
-        return await service.list_messages(session, principal, thread_id)
+    async def list_messages(
+        self, session: Db, principal: Caller, thread_id: FromPath[uuid.UUID], limit: Limit = 50, offset: Offset = 0
+    ) -> MessagePage:
+        items = await service.list_messages(session, principal, thread_id, limit=limit, offset=offset)
+        return MessagePage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
 
     @post(
         "/{thread_id:uuid}/messages",

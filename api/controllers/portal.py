@@ -40,6 +40,11 @@ class EducationPage(msgspec.Struct):
     page: PageInfo
 
 
+class MessagePage(msgspec.Struct):
+    items: list[schemas.Message]
+    page: PageInfo
+
+
 class ThreadPage(msgspec.Struct):
     items: list[schemas.Thread]
     page: PageInfo
@@ -108,8 +113,11 @@ class PortalController(Controller):
         return await service.thread(session, principal, thread_id)
 
     @get("/threads/{thread_id:uuid}/messages", summary="The messages of a conversation, oldest first")
-    async def messages(self, session: Db, principal: Caller, thread_id: FromPath[uuid.UUID]) -> list[schemas.Message]:
-        return await service.messages(session, principal, thread_id)
+    async def messages(
+        self, session: Db, principal: Caller, thread_id: FromPath[uuid.UUID], limit: Limit = 50, offset: Offset = 0
+    ) -> MessagePage:
+        items = await service.messages(session, principal, thread_id, limit=limit, offset=offset)
+        return MessagePage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
 
     @post(
         "/threads/{thread_id:uuid}/messages",

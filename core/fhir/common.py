@@ -118,6 +118,23 @@ def field_path(resource_type: str, loc: tuple[int | str, ...]) -> str:
     return path
 
 
+MAX_DEPTH = 32
+
+
+def _plain_json(node: Any, path: str, depth: int) -> None:
+    """FHIR JSON has no nulls (an absent element is left out) and carehub reads no deeper than ``MAX_DEPTH``."""
+    if depth > MAX_DEPTH:
+        raise InvalidInput(f"nested deeper than {MAX_DEPTH} levels", field=path)
+    if node is None:
+        raise InvalidInput("null is not a FHIR value: leave the element out", field=path)
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _plain_json(value, f"{path}.{key}", depth + 1)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _plain_json(value, f"{path}[{index}]", depth + 1)
+
+
 def validate(resource: Any, resource_type: str) -> dict[str, Any]:
     """Check ``resource`` against the FHIR R4 (R4B model) definition of ``resource_type``; return it.
 
@@ -128,6 +145,7 @@ def validate(resource: Any, resource_type: str) -> dict[str, Any]:
         raise InvalidInput(f"a {resource_type} resource must be a JSON object", field=resource_type)
     if resource.get("resourceType") != resource_type:
         raise InvalidInput(f"resourceType must be {resource_type}", field=f"{resource_type}.resourceType")
+    _plain_json(resource, resource_type, 0)
     model = get_fhir_model_class(resource_type)
     try:
         model.model_validate(resource)
@@ -137,6 +155,9 @@ def validate(resource: Any, resource_type: str) -> dict[str, Any]:
         raise InvalidInput(
             f"not a valid FHIR {resource_type}: {first_field}: {first_message}", field=first_field, problems=problems
         ) from None
+    except (KeyError, TypeError, ValueError, RecursionError) as exc:
+        # The model library fails this way on some malformed input (e.g. an unknown contained resourceType).
+        raise InvalidInput(f"not a valid FHIR {resource_type} ({type(exc).__name__})", field=resource_type) from None
     return resource
 
 

@@ -35,8 +35,9 @@ def searchset(
     links = [{"relation": "self", "url": url(offset)}]
     if count and offset + count < page.total:
         links.append({"relation": "next", "url": url(offset + count)})
-    if offset:
-        links.append({"relation": "previous", "url": url(max(offset - count, 0))})
+    if count and offset:
+        # The page before this one; past the end, the last page that has entries.
+        links.append({"relation": "previous", "url": url(max(min(offset, page.total) - count, 0))})
     bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "total": page.total, "link": links}
     entries = [
         {

@@ -80,7 +80,7 @@ def patient_to_fhir(patient: Patient, tenant_id: uuid.UUID) -> dict[str, Any]:
             "telecom": telecom,
             "gender": patient.sex,
             "birthDate": patient.birth_date.isoformat(),
-            "address": [_address(patient.address)] if patient.address else [],
+            "address": [a for a in [_address(patient.address or {})] if a],
             "communication": (
                 [{"language": concept(BCP47, patient.language), "preferred": True}] if patient.language else []
             ),
@@ -89,13 +89,18 @@ def patient_to_fhir(patient: Patient, tenant_id: uuid.UUID) -> dict[str, Any]:
 
 
 def _address(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """An address element; blank parts (records stored before they were cleaned) are left out."""
+
+    def text(value: Any) -> str | None:
+        return value.strip() or None if isinstance(value, str) else None
+
     return compact(
         {
-            "line": list(stored.get("line") or []),
-            "city": stored.get("city"),
-            "state": stored.get("state"),
-            "postalCode": stored.get("postal_code"),
-            "country": stored.get("country"),
+            "line": [line.strip() for line in stored.get("line") or [] if isinstance(line, str) and line.strip()],
+            "city": text(stored.get("city")),
+            "state": text(stored.get("state")),
+            "postalCode": text(stored.get("postal_code")),
+            "country": text(stored.get("country")),
         }
     )
 

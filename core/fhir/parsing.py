@@ -8,9 +8,10 @@ FHIR path (``Appointment.participant[1].actor``). Elements with no carehub field
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 from core.careplans.models import ACTIVITY_KINDS, ACTIVITY_STATUSES
 from core.careplans.models import GOAL_ACHIEVEMENT as OUR_ACHIEVEMENT
@@ -47,6 +48,29 @@ from core.tasks.models import PRIORITIES
 Body = dict[str, Any]
 
 
+Reader = TypeVar("Reader", bound=Callable[..., Any])
+
+
+def _reader(resource_type: str) -> Callable[[Reader], Reader]:
+    """Whatever a reader meets in a (validated) resource, it answers :class:`InvalidInput`, never another error."""
+
+    def wrap(fn: Reader) -> Reader:
+        @functools.wraps(fn)
+        def read(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except InvalidInput:
+                raise
+            except (AttributeError, IndexError, KeyError, TypeError, ValueError, RecursionError) as exc:
+                raise InvalidInput(
+                    f"carehub cannot read this {resource_type} ({type(exc).__name__})", field=resource_type
+                ) from None
+
+        return cast(Reader, read)
+
+    return wrap
+
+
 def _put(body: Body, key: str, value: Any) -> None:
     """Set ``key`` only when there is a value (the create bodies take absent fields as their defaults)."""
     if value not in (None, "", []):
@@ -64,6 +88,7 @@ def _human_name(name: Mapping[str, Any]) -> str | None:
     return " ".join(p for p in parts if p) or None
 
 
+@_reader("Patient")
 def patient_from_fhir(resource: Any) -> Body:
     """A Patient as a ``POST /api/v1/patients`` body. The MRN is the identifier of type ``MR`` (or in a carehub MRN
     system); every other identifier needs a system."""
@@ -123,9 +148,13 @@ def patient_from_fhir(resource: Any) -> Body:
     return body
 
 
+@_reader("resource")
 def patient_of(resource: Any) -> uuid.UUID:
     """The carehub patient a CareTeam, CarePlan, Goal, Task, Appointment or Communication is about."""
     resource_type = resource.get("resourceType") if isinstance(resource, dict) else None
+    if resource_type not in ("CareTeam", "CarePlan", "Goal", "Task", "Appointment", "Communication"):
+        raise InvalidInput("not a CareTeam, CarePlan, Goal, Task, Appointment or Communication", field="resourceType")
+    validate(resource, resource_type)
     element = "for" if resource_type == "Task" else "subject"
     if resource_type == "Appointment":
         for index, participant in enumerate(resource.get("participant", [])):
@@ -138,6 +167,7 @@ def patient_of(resource: Any) -> uuid.UUID:
     )
 
 
+@_reader("CareTeam")
 def careteam_from_fhir(resource: Any) -> Body:
     """A CareTeam as a ``POST /api/v1/patients/{patient_id}/care-team`` body (the patient: :func:`patient_of`).
 
@@ -160,6 +190,10 @@ def careteam_from_fhir(resource: Any) -> Body:
             person = contained.get(target[1:])
             if person is None:
                 raise InvalidInput("no contained resource has this id", field=f"{path}.member.reference")
+            if person.get("resourceType") not in ("Practitioner", "RelatedPerson", "Patient"):
+                raise InvalidInput(
+                    "an outside member is a contained Practitioner or RelatedPerson", field=f"{path}.member"
+                )
             names = person.get("name", [])
             _put(member, "name", (_human_name(names[0]) if names else None) or member_ref.get("display"))
             _put(member, "phone", _telecom(person, "phone"))
@@ -180,6 +214,7 @@ def careteam_from_fhir(resource: Any) -> Body:
     return body
 
 
+@_reader("Goal")
 def goal_from_fhir(resource: Any) -> Body:
     """A Goal as a care plan's goal (``GoalIn``)."""
     validate(resource, "Goal")
@@ -211,6 +246,7 @@ def goal_from_fhir(resource: Any) -> Body:
     return body
 
 
+@_reader("CarePlan")
 def careplan_from_fhir(resource: Any, goals: Sequence[Any] = ()) -> Body:
     """A CarePlan as a ``POST /api/v1/care-plans`` body. Its goals are read from the resources it references:
     contained ones (``#id``) or those given in ``goals`` (``Goal/<id>``). A new plan is ``draft`` or ``active``."""
@@ -228,7 +264,7 @@ def careplan_from_fhir(resource: Any, goals: Sequence[Any] = ()) -> Body:
         body["period_start"] = full_date(period["start"], "CarePlan.period.start")
     if "end" in period:
         body["period_end"] = full_date(period["end"], "CarePlan.period.end")
-    known = {f"#{g.get('id')}": g for g in resource.get("contained", []) if g.get("resourceType") == "Goal"}
+    known = {f"#{g['id']}": g for g in resource.get("contained", []) if g.get("resourceType") == "Goal" and g.get("id")}
     known.update({f"Goal/{g.get('id')}": g for g in goals if isinstance(g, dict)})
     plan_goals = []
     for index, ref in enumerate(resource.get("goal", [])):
@@ -275,6 +311,7 @@ def _activity(activity: Mapping[str, Any], path: str) -> Body:
     return found
 
 
+@_reader("Task")
 def task_from_fhir(resource: Any) -> Body:
     """A Task as a ``POST /api/v1/tasks`` body (a new task starts ``requested`` whatever the resource's status).
     An owner that is the patient makes a task for the patient to do."""
@@ -315,6 +352,7 @@ def task_from_fhir(resource: Any) -> Body:
     return body
 
 
+@_reader("Appointment")
 def appointment_from_fhir(resource: Any) -> Body:
     """An Appointment as a ``POST /api/v1/appointments`` body: one Patient and one Practitioner participant, a
     carehub appointment type (in person, phone, video), start and end; a new appointment is proposed or booked."""
@@ -349,6 +387,7 @@ def appointment_from_fhir(resource: Any) -> Body:
     return body
 
 
+@_reader("Communication")
 def communication_from_fhir(resource: Any) -> Body:
     """A Communication as a message body (``{body, attachments}``): the text payloads joined by blank lines, each
     attachment with its data inline (base64)."""

@@ -174,7 +174,7 @@ async def _communications(
     return found
 
 
-def _query(resource_type: str, principal: Principal) -> _Query:
+def _query(resource_type: str, principal: Principal, patient_id: uuid.UUID | None = None) -> _Query:
     if resource_type == "Patient":
         return _Query(select(Patient), Patient.id, Patient.id, (Patient.id,), _patients)
     if resource_type == "CareTeam":
@@ -196,6 +196,9 @@ def _query(resource_type: str, principal: Principal) -> _Query:
         return _Query(select(Appointment), Appointment.id, Appointment.patient_id, order, _appointments)
     # Communication: the current version of each message, in threads the caller takes part in.
     mine = select(ThreadParticipant.thread_id).where(ThreadParticipant.user_id == principal.user_id)
+    if patient_id is not None:
+        # A search: only that patient's threads (so the grouping below does not scan every thread of the caller).
+        mine = mine.join(Thread, Thread.id == ThreadParticipant.thread_id).where(Thread.patient_id == patient_id)
     current = (
         select(
             Message.original_id,
@@ -279,7 +282,7 @@ async def search(
     _require(principal, resource_type, "fhir.search")
     if patient_id is None:
         return SearchPage(0, [])
-    query = _query(resource_type, principal)
+    query = _query(resource_type, principal, patient_id)
     statement = query.statement.where(query.by_patient == patient_id)
     total = await session.scalar(select(func.count()).select_from(statement.subquery())) or 0
     rows: list[Any] = []

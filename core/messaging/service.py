@@ -386,8 +386,17 @@ async def _post(
     return message, attachments
 
 
-def _sent(session: AsyncSession, principal: Principal, access: _Access, message: Message, count: int) -> None:
+async def _sent(session: AsyncSession, principal: Principal, access: _Access, message: Message, count: int) -> None:
     thread = access.thread
+    # Only members still active on the staff are told (a removed member stays in the thread's record).
+    others = [p.user_id for p in access.participants if p.user_id is not None and p.id != access.me.id]
+    active = set(
+        await session.scalars(
+            select(Membership.user_id).where(
+                Membership.user_id.in_(others), Membership.is_active.is_(True), Membership.patient_id.is_(None)
+            )
+        )
+    )
     audit.record(
         session,
         principal.actor,
@@ -405,9 +414,7 @@ def _sent(session: AsyncSession, principal: Principal, access: _Access, message:
             "message_id": str(message.id),
             "patient_id": str(thread.patient_id),
             "author_participant_id": str(access.me.id),
-            "recipient_user_ids": [
-                str(p.user_id) for p in access.participants if p.user_id is not None and p.id != access.me.id
-            ],
+            "recipient_user_ids": [str(user_id) for user_id in others if user_id in active],
             "patient_is_recipient": any(p.is_patient and p.id != access.me.id for p in access.participants),
         },
         aggregate_id=thread.patient_id,
@@ -506,7 +513,7 @@ async def create_thread(session: AsyncSession, principal: Principal, data: Threa
         aggregate_id=patient_id,
     )
     message, attachments = await _post(session, access, body, uploads, blobs)
-    _sent(session, principal, access, message, len(attachments))
+    await _sent(session, principal, access, message, len(attachments))
     return await _access_out(session, access)
 
 
@@ -522,7 +529,7 @@ async def send_message(
     body = _check_body(data.body)
     uploads = _check_attachments(data.attachments)
     message, attachments = await _post(session, access, body, uploads, blobs)
-    _sent(session, principal, access, message, len(attachments))
+    await _sent(session, principal, access, message, len(attachments))
     return _message_out(message, await _context(session, access, [message]))
 
 
@@ -704,14 +711,26 @@ async def get_thread(session: AsyncSession, principal: Principal, thread_id: uui
     return await _access_out(session, access)
 
 
-async def list_messages(session: AsyncSession, principal: Principal, thread_id: uuid.UUID) -> list[MessageOut]:
-    """The current version of each message of the thread, in the order they were first sent."""
+async def list_messages(
+    session: AsyncSession, principal: Principal, thread_id: uuid.UUID, *, limit: int = 50, offset: int = 0
+) -> list[MessageOut]:
+    """The current version of each message of the thread, in the order they were first sent (a page of them)."""
     _require(principal, "read")
     access = await _load(session, principal, thread_id, "message.list")
-    rows = await session.scalars(
-        select(Message).where(Message.thread_id == access.thread.id).order_by(Message.sent_at, Message.version)
+    page = (
+        select(Message.original_id)
+        .where(Message.thread_id == access.thread.id, Message.version == 1)
+        .order_by(Message.sent_at, Message.id)
+        .limit(limit)
+        .offset(offset)
     )
-    versions = list(rows)
+    wanted = list(await session.scalars(page))
+    rows = await session.scalars(
+        select(Message)
+        .where(Message.thread_id == access.thread.id, Message.original_id.in_(wanted))
+        .order_by(Message.sent_at, Message.version)
+    )
+    versions = list(rows) if wanted else []
     first: dict[uuid.UUID, Message] = {}
     current: dict[uuid.UUID, Message] = {}
     for message in versions:

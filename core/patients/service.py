@@ -70,8 +70,17 @@ async def _identifier_taken(
 
 
 def _address(value: Address | None) -> dict[str, object] | None:
-    """An address as stored: an empty one is no address."""
-    stored = msgspec.to_builtins(value) if value is not None else None
+    """An address as stored: blank parts are left out, and an address with nothing left is no address."""
+    if value is None:
+        return None
+    stored: dict[str, object] = {}
+    lines = [line.strip() for line in value.line if line.strip()]
+    if lines:
+        stored["line"] = lines
+    for part in ("city", "state", "postal_code", "country"):
+        text = (getattr(value, part) or "").strip()
+        if text:
+            stored[part] = text
     return stored or None
 
 

@@ -85,7 +85,7 @@ async def me(session: AsyncSession, principal: Principal) -> schemas.Me:
         raise NotFound("patient not found")
     team = await session.scalar(select(CareTeam).where(CareTeam.patient_id == patient_id, CareTeam.status == "active"))
     members = list(team.members) if team is not None else []
-    names = await staff.names(session, (m.user_id for m in members))
+    names = await staff.names(session, (m.user_id for m in members), active_staff_only=True)
     care_team = [
         schemas.TeamMember(name=names.get(m.user_id) if m.user_id else m.name, role=m.role, is_lead=m.is_lead)
         for m in members
@@ -298,7 +298,7 @@ async def education(
 async def mark_education_read(session: AsyncSession, principal: Principal, item_id: uuid.UUID) -> schemas.EducationItem:
     """Mark an education item read (the first reading time stands)."""
     patient_id = own_patient(principal, "write")
-    item = await session.get(EducationItem, item_id)
+    item = await session.get(EducationItem, item_id, with_for_update=True, populate_existing=True)
     if item is None or item.patient_id != patient_id:
         _missing(session, principal, "portal.education.mark_read", "EducationItem", item_id)
         raise NotFound("education item not found")
@@ -379,9 +379,12 @@ async def thread(session: AsyncSession, principal: Principal, thread_id: uuid.UU
     return _thread(await messaging.get_thread(session, principal, thread_id))
 
 
-async def messages(session: AsyncSession, principal: Principal, thread_id: uuid.UUID) -> list[schemas.Message]:
+async def messages(
+    session: AsyncSession, principal: Principal, thread_id: uuid.UUID, *, limit: int = 50, offset: int = 0
+) -> list[schemas.Message]:
     own_patient(principal, "read")
-    return [_message(m) for m in await messaging.list_messages(session, principal, thread_id)]
+    listed = await messaging.list_messages(session, principal, thread_id, limit=limit, offset=offset)
+    return [_message(m) for m in listed]
 
 
 async def send_message(

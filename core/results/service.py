@@ -57,9 +57,18 @@ def education_out(item: EducationItem) -> EducationOut:
     )
 
 
-async def _result(session: AsyncSession, principal: Principal, result_id: uuid.UUID, action: str) -> LabResult:
+async def _result(
+    session: AsyncSession, principal: Principal, result_id: uuid.UUID, action: str, *, for_update: bool = False
+) -> LabResult:
     return await get_or_404(
-        session, principal, LabResult, result_id, action=action, resource_type=RESULT, detail="lab result not found"
+        session,
+        principal,
+        LabResult,
+        result_id,
+        action=action,
+        resource_type=RESULT,
+        detail="lab result not found",
+        for_update=for_update,
     )
 
 
@@ -164,7 +173,7 @@ async def read_result(session: AsyncSession, principal: Principal, result_id: uu
 async def release_result(session: AsyncSession, principal: Principal, result_id: uuid.UUID) -> ResultOut:
     """Show the result in the patient portal (releasing twice changes nothing)."""
     principal.require("results", "write")
-    result = await _result(session, principal, result_id, "result.release")
+    result = await _result(session, principal, result_id, "result.release", for_update=True)
     if result.status == "cancelled":
         raise Conflict("a cancelled result cannot be released to the patient")
     if not result.released_to_patient:
@@ -186,7 +195,7 @@ async def release_result(session: AsyncSession, principal: Principal, result_id:
 async def acknowledge_result(session: AsyncSession, principal: Principal, result_id: uuid.UUID) -> ResultOut:
     """Record that a clinician has seen the result; the first acknowledgement stands."""
     principal.require("results", "write")
-    result = await _result(session, principal, result_id, "result.acknowledge")
+    result = await _result(session, principal, result_id, "result.acknowledge", for_update=True)
     if result.acknowledged_at is None:
         now = utcnow()
         result.acknowledged_at = now

@@ -58,7 +58,7 @@ async def test_messages_and_plan_versions_are_append_only(
                 with pytest.raises((DBAPIError, ProgrammingError)):
                     await session.execute(text(statement))
                 await session.rollback()
-    messages = (await client.get(f"/api/v1/threads/{thread.json()['id']}/messages", headers=admin)).json()
+    messages = (await client.get(f"/api/v1/threads/{thread.json()['id']}/messages", headers=admin)).json()["items"]
     assert messages[0]["body"] == "Potassium 6.4: please repeat today"
     history = (await client.get(f"/api/v1/care-plans/{plan.json()['id']}/versions", headers=admin)).json()
     assert history[0]["changes"] == [{"op": "create"}]

@@ -717,7 +717,7 @@ async def test_communications_are_for_thread_participants(client: AsyncTestClien
         doc,
     )
     url = f"/api/v1/threads/{thread['id']}/messages"
-    first = (await client.get(url, headers=doc)).json()[0]
+    first = (await client.get(url, headers=doc)).json()["items"][0]
     second = await _created(client, url, {"body": "Wrong thread, sorry"}, admin)
     edited = await client.patch(f"{url}/{first['id']}", json={"body": "Please check the insulin dose"}, headers=doc)
     assert edited.status_code == 200, edited.text

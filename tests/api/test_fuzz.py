@@ -190,7 +190,7 @@ def fuzz_client(
         portal = client.post(
             "/api/v1/auth/token", json={"email": "fz@patient.example", "password": PASSWORD, "tenant": "hospital-a"}
         ).json()
-        message = client.get(f"/api/v1/threads/{thread['id']}/messages", headers=headers).json()[0]
+        message = client.get(f"/api/v1/threads/{thread['id']}/messages", headers=headers).json()["items"][0]
         yield (
             client,
             {

@@ -55,7 +55,7 @@ async def _thread(client: AsyncTestClient[Any], headers: Headers, **body: Any) -
 async def _messages(client: AsyncTestClient[Any], headers: Headers, thread_id: str) -> list[dict[str, Any]]:
     listed = await client.get(f"/api/v1/threads/{thread_id}/messages", headers=headers)
     assert listed.status_code == 200, listed.text
-    return list(listed.json())
+    return list(listed.json()["items"])
 
 
 async def _unread(client: AsyncTestClient[Any], headers: Headers, thread_id: str) -> int:

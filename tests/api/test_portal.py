@@ -363,11 +363,11 @@ async def test_threads_with_the_care_team(client: Client, world: World) -> None:
             await _hidden(client, portal, method, f"{PORTAL}/threads/{hidden}{suffix}", hidden)
         reply = await client.post(f"{PORTAL}/threads/{hidden}/messages", json={"body": "me too"}, headers=portal)
         assert reply.status_code == 404
-    hidden_messages = (await client.get(f"/api/v1/threads/{staff_only}/messages", headers=doc)).json()
+    hidden_messages = (await client.get(f"/api/v1/threads/{staff_only}/messages", headers=doc)).json()["items"]
     hidden_file = hidden_messages[0]["attachments"][0]["id"]
     await _hidden(client, portal, "GET", f"{PORTAL}/threads/{shared}/attachments/{hidden_file}", hidden_file)
 
-    messages = (await client.get(f"{PORTAL}/threads/{shared}/messages", headers=portal)).json()
+    messages = (await client.get(f"{PORTAL}/threads/{shared}/messages", headers=portal)).json()["items"]
     assert [m["body"] for m in messages] == ["About: Your lab results"]
     assert messages[0]["author"]["name"] == "doc_a" and "user_id" not in messages[0]["author"]
     file = messages[0]["attachments"][0]
@@ -382,7 +382,7 @@ async def test_threads_with_the_care_team(client: Client, world: World) -> None:
     assert reply.json()["author"]["is_patient"] is True
     read = await client.post(f"{PORTAL}/threads/{shared}/read", headers=portal)
     assert read.status_code == 200 and read.json()["unread_count"] == 0
-    seen_by_staff = (await client.get(f"/api/v1/threads/{shared}/messages", headers=doc)).json()
+    seen_by_staff = (await client.get(f"/api/v1/threads/{shared}/messages", headers=doc)).json()["items"]
     assert [(m["body"], m["author"]["is_patient"]) for m in seen_by_staff][-1] == ("Thank you!", True)
 
     # The patient starts a thread: it goes to their care team; they cannot pick the patient or the people.

@@ -120,7 +120,7 @@ async def _other_tenant_ids(client: AsyncTestClient[Any], world: World) -> dict[
             },
         )
     ).json()
-    message = (await client.get(f"/api/v1/threads/{thread['id']}/messages", headers=b_admin)).json()[0]
+    message = (await client.get(f"/api/v1/threads/{thread['id']}/messages", headers=b_admin)).json()["items"][0]
     result = (
         await client.post(
             f"/api/v1/patients/{patient['id']}/results",
@@ -210,7 +210,7 @@ async def test_every_id_route_hides_other_tenants(client: AsyncTestClient[Any], 
     assert (await client.get(f"/api/v1/tasks/{other['task_id']}/comments", headers=b_admin)).json() == []
     appointment = (await client.get(f"/api/v1/appointments/{other['appointment_id']}", headers=b_admin)).json()
     assert (appointment["reason"], appointment["status"]) == ("B visit", "booked")
-    messages = (await client.get(f"/api/v1/threads/{other['thread_id']}/messages", headers=b_admin)).json()
+    messages = (await client.get(f"/api/v1/threads/{other['thread_id']}/messages", headers=b_admin)).json()["items"]
     assert [(m["body"], m["version"], m["deleted"]) for m in messages] == [("B message", 1, False)]
     thread = (await client.get(f"/api/v1/threads/{other['thread_id']}", headers=b_admin)).json()
     assert len(thread["participants"]) == 2
