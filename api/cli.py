@@ -61,6 +61,47 @@ def cmd_seed_demo(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_worker(settings: Settings, _args: argparse.Namespace) -> int:
+    """Relay the outbox to the job broker and run the event handlers, until SIGINT or SIGTERM.
+
+    With Redis (CAREHUB_REDIS_URL) run as many as you like; without, the broker is in this process and this one
+    worker handles every event of the database.
+    """
+    import signal
+
+    import dramatiq
+
+    from core.db import make_engine, make_sessionmaker
+    from core.jobs.relay import relay_forever
+    from core.jobs.runtime import JobRuntime
+
+    runtime = JobRuntime(settings)
+    worker = dramatiq.Worker(runtime.broker, worker_threads=settings.job_worker_threads)
+    worker.start()
+
+    async def relay() -> None:
+        engine = make_engine(settings.database_url, pool_size=2)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print(f"carehub worker: relaying the outbox and running handlers ({settings.job_worker_threads} threads)")
+        try:
+            await relay_forever(
+                make_sessionmaker(engine), runtime, settings.relay_interval_ms / 1000, settings.relay_batch, stop
+            )
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(relay())
+    finally:
+        runtime.close()
+        worker.stop()
+        runtime.broker.close()
+    return 0
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -178,6 +219,9 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
     db.add_parser("upgrade", help="migrate to the latest schema (as the table owner)").set_defaults(func=cmd_db_upgrade)
     sub.add_parser("seed-demo", help="add the demo network to an empty database").set_defaults(func=cmd_seed_demo)
+    sub.add_parser("worker", help="relay domain events to the job broker and run their handlers").set_defaults(
+        func=cmd_worker
+    )
     for name, func, text in (
         ("serve", cmd_serve, "serve the API"),
         ("api", cmd_serve, "serve the API (same as serve)"),

@@ -9,6 +9,7 @@ from core.appointments import models as appointment_models
 from core.careplans import models as careplan_models
 from core.careteams import models as careteam_models
 from core.db import Base
+from core.jobs import models as job_models
 from core.messaging import models as messaging_models
 from core.patients import models as patient_models
 from core.results import models as result_models
@@ -28,6 +29,7 @@ _MODULES = (
     appointment_models,
     messaging_models,
     result_models,
+    job_models,
 )
 
 

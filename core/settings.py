@@ -57,6 +57,16 @@ class Settings(BaseSettings):
     # Addresses of reverse proxies whose X-Forwarded-For is trusted (comma-separated IPs or networks, or "*").
     # Unset: the TCP peer is the client, which is what per-client rate limits count.
     forwarded_allow_ips: str | None = None
+    # Background jobs: retries with exponential backoff, a time limit per job, and how long a dead worker's
+    # messages wait before another worker takes them over (Redis broker).
+    job_max_retries: int = Field(default=8, ge=0, le=100)
+    job_min_backoff_ms: int = Field(default=1_000, ge=10)
+    job_max_backoff_ms: int = Field(default=600_000, ge=100)
+    job_time_limit_ms: int = Field(default=60_000, ge=100)
+    job_heartbeat_timeout_ms: int = Field(default=30_000, ge=1_000)
+    job_worker_threads: int = Field(default=4, ge=1, le=64)
+    relay_interval_ms: int = Field(default=500, ge=10)
+    relay_batch: int = Field(default=200, ge=1, le=10_000)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 

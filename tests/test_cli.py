@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -194,3 +196,40 @@ def test_rate_limits_count_forwarded_clients_only_from_trusted_proxies(env: dict
     finally:
         process.terminate()
         process.wait(timeout=20)
+
+
+def test_worker_runs_the_demo_no_shows_follow_ups(env: dict[str, str], tmp_path: Path) -> None:
+    """`carehub worker` relays the outbox and runs the handlers: each demo no-show gets one follow-up task."""
+    assert _carehub(env, "db", "upgrade").returncode == 0
+    assert _carehub(env, "seed-demo").returncode == 0
+    database = tmp_path / "hub.sqlite3"
+
+    def follow_ups() -> int:
+        with sqlite3.connect(database) as conn:
+            return int(
+                conn.execute("SELECT count(*) FROM tasks WHERE template_code = 'noshow-follow-up'").fetchone()[0]
+            )
+
+    def unpublished() -> int:
+        with sqlite3.connect(database) as conn:
+            return int(conn.execute("SELECT count(*) FROM outbox_events WHERE published_at IS NULL").fetchone()[0])
+
+    with sqlite3.connect(database) as conn:
+        no_shows = int(conn.execute("SELECT count(*) FROM appointments WHERE status = 'noshow'").fetchone()[0])
+    assert no_shows >= 3 and follow_ups() == 0 and unpublished() > 0
+    process = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "worker"],
+        env={**env, "CAREHUB_RELAY_INTERVAL_MS": "100"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (follow_ups() == no_shows and unpublished() == 0):
+            time.sleep(0.3)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    assert (follow_ups(), unpublished()) == (no_shows, 0), output
+    assert process.returncode == 0, output

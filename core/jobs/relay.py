@@ -1,0 +1,63 @@
+"""The outbox relay: moves committed domain events to the job broker, oldest first.
+
+An event is marked published only in the transaction that handed all its messages to the broker; when the broker
+is unreachable nothing is marked and the events wait in the outbox (requests are never held up by it). A message
+handed over twice (a crash between handing over and committing) is harmless: handlers are idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.db import utcnow
+from core.jobs.handlers import handlers_for
+from core.jobs.runtime import JobRuntime, message_for
+from core.outbox import OutboxEvent
+from tenants.context import network_scope
+
+log = logging.getLogger(__name__)
+
+
+async def relay_once(db: async_sessionmaker[AsyncSession], runtime: JobRuntime, batch: int = 200) -> int:
+    """Hand one batch of unpublished events to the broker; the number handed over (raises if the broker is down)."""
+    with network_scope("outbox relay: events of every tenant go to the job broker"):
+        async with db() as session, session.begin():
+            query = (
+                select(OutboxEvent)
+                .where(OutboxEvent.published_at.is_(None))
+                .order_by(OutboxEvent.created_at, OutboxEvent.id)
+                .limit(batch)
+            )
+            if session.get_bind().dialect.name == "postgresql":
+                # Several relays may run: each takes rows no other one holds.
+                query = query.with_for_update(skip_locked=True)
+            events = list((await session.scalars(query)).all())
+            now = utcnow()
+            for event in events:
+                event.attempts += 1
+                for name in handlers_for(event.topic):
+                    await asyncio.to_thread(runtime.send, message_for(event, name))
+                event.published_at = now
+    return len(events)
+
+
+async def relay_forever(
+    db: async_sessionmaker[AsyncSession], runtime: JobRuntime, interval: float, batch: int, stop: asyncio.Event
+) -> None:
+    """Relay until ``stop`` is set; while the broker is down, keep the events and try again, backing off."""
+    delay = interval
+    while not stop.is_set():
+        try:
+            moved = await relay_once(db, runtime, batch)
+            delay = interval if moved < batch else 0
+        except Exception as exc:  # the broker or the database is down: wait and retry
+            log.warning("outbox relay: %s; retrying in %.1f s", exc, delay)
+            delay = min(max(delay * 2, interval), 30.0)
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=delay)
+        except TimeoutError:
+            pass

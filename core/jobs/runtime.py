@@ -1,0 +1,144 @@
+"""The job broker and the one actor that delivers outbox events to their handlers.
+
+Redis (dramatiq's Redis broker) when ``CAREHUB_REDIS_URL`` is set, otherwise an in-process broker. Every message
+names its event's tenant; the actor restores that tenant context before it touches the database and refuses a
+message without one. A handler's effect and its receipt commit together, so a redelivered message has its
+effect once. Failures are retried with exponential backoff up to ``job_max_retries``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import dramatiq
+from dramatiq.asyncio import get_event_loop_thread
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+from dramatiq.middleware import (
+    AgeLimit,
+    Callbacks,
+    Pipelines,
+    Retries,
+    ShutdownNotifications,
+    TimeLimit,
+)
+from dramatiq.middleware.asyncio import AsyncIO
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core import schema as _schema  # noqa: F401 - every table known to the ORM (foreign keys resolve)
+from core.db import make_engine, make_sessionmaker
+from core.jobs import rules as _rules  # noqa: F401 - registers the handlers
+from core.jobs.handlers import Event, handler
+from core.jobs.models import JobReceipt
+from core.outbox import OutboxEvent
+from core.settings import Settings
+from tenants.context import tenant_context
+
+log = logging.getLogger(__name__)
+QUEUE = "events"
+ACTOR = "carehub.deliver"
+
+
+class Refused(Exception):
+    """A message the actor will not run (no tenant, unknown handler): retrying cannot help."""
+
+
+def make_broker(settings: Settings) -> dramatiq.Broker:
+    middleware = [
+        AgeLimit(),
+        TimeLimit(time_limit=settings.job_time_limit_ms),
+        ShutdownNotifications(),
+        Callbacks(),
+        Pipelines(),
+        Retries(
+            max_retries=settings.job_max_retries,
+            min_backoff=settings.job_min_backoff_ms,
+            max_backoff=settings.job_max_backoff_ms,
+            retry_when=lambda retries, exc: not isinstance(exc, Refused) and retries < settings.job_max_retries,
+        ),
+        AsyncIO(),
+    ]
+    if not settings.redis_url:
+        return StubBroker(middleware=middleware)
+    return RedisBroker(
+        url=settings.redis_url,
+        middleware=middleware,
+        namespace="carehub:jobs",
+        heartbeat_timeout=settings.job_heartbeat_timeout_ms,
+        # Out of a million fetches: every fetch also requeues the messages of workers that stopped sending
+        # heartbeats, so a crashed worker's jobs run again within heartbeat_timeout.
+        maintenance_chance=1_000_000,
+        # A blocked socket cannot be interrupted by a time limit: every call to Redis has its own timeouts.
+        socket_connect_timeout=2,
+        socket_timeout=10,
+    )
+
+
+def message_for(event: OutboxEvent, handler_name: str) -> dict[str, Any]:
+    return {
+        "event_id": str(event.id),
+        "tenant_id": str(event.tenant_id),
+        "topic": event.topic,
+        "handler": handler_name,
+        "payload": event.payload,
+        "aggregate_id": str(event.aggregate_id) if event.aggregate_id else None,
+    }
+
+
+class JobRuntime:
+    """A broker with the delivery actor declared on it, and the database the actor writes to."""
+
+    def __init__(self, settings: Settings, broker: dramatiq.Broker | None = None) -> None:
+        self.settings = settings
+        self.broker = broker if broker is not None else make_broker(settings)
+        self.actor: dramatiq.Actor[Any, Any] = dramatiq.Actor(
+            self.deliver, broker=self.broker, actor_name=ACTOR, queue_name=QUEUE, priority=0, options={}
+        )
+        self._db: async_sessionmaker[AsyncSession] | None = None
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Put one (event, handler) message on the queue; raises when the broker is unreachable."""
+        self.actor.send(message)
+
+    def _sessionmaker(self) -> async_sessionmaker[AsyncSession]:
+        # Made on first use, inside the worker's event loop (the engine belongs to that loop).
+        if self._db is None:
+            self._db = make_sessionmaker(make_engine(self.settings.database_url, pool_size=2))
+        return self._db
+
+    async def deliver(self, message: dict[str, Any]) -> None:
+        """Run one handler for one event, once in effect."""
+        try:
+            tenant_id = uuid.UUID(str(message["tenant_id"]))
+            event = Event(
+                id=uuid.UUID(str(message["event_id"])),
+                tenant_id=tenant_id,
+                topic=str(message["topic"]),
+                payload=dict(message.get("payload") or {}),
+                aggregate_id=uuid.UUID(message["aggregate_id"]) if message.get("aggregate_id") else None,
+            )
+            run = handler(event.topic, str(message["handler"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise Refused(f"not a carehub event message: {exc!r}") from None
+        with tenant_context(tenant_id):
+            async with self._sessionmaker()() as session, session.begin():
+                done = await session.scalar(
+                    select(JobReceipt.id).where(
+                        JobReceipt.event_id == event.id, JobReceipt.handler == message["handler"]
+                    )
+                )
+                if done is not None:
+                    log.info("event %s already handled by %s", event.id, message["handler"])
+                    return
+                session.add(JobReceipt(event_id=event.id, handler=str(message["handler"])))
+                await run(session, event)
+
+    def close(self) -> None:
+        """Close the actor's database connections (call before stopping the worker: they live on its loop)."""
+        if self._db is not None:
+            engine = self._db.kw["bind"]
+            get_event_loop_thread().run_coroutine(engine.dispose())  # type: ignore[union-attr]
+            self._db = None

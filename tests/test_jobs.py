@@ -1,0 +1,139 @@
+"""Background jobs: the outbox relay hands committed events to the broker, the delivery actor runs each handler
+once in effect in the event's tenant, and nothing is lost while the broker is down."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dramatiq
+import pytest
+from litestar.testing import AsyncTestClient
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from core.db import make_engine, make_sessionmaker
+from core.jobs.relay import relay_once
+from core.jobs.runtime import QUEUE, JobRuntime, Refused, message_for
+from core.outbox import OutboxEvent
+from core.settings import Settings
+from tenants.context import network_scope
+from tests.conftest import World, login
+from tests.factories import patient_body
+
+
+class Running:
+    """A job runtime with a worker thread consuming its queue."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.runtime = JobRuntime(settings)
+        self.worker = dramatiq.Worker(self.runtime.broker, worker_threads=1, worker_timeout=100)
+
+    def drain(self) -> None:
+        self.runtime.broker.join(QUEUE, timeout=30_000)
+        self.worker.join()
+
+
+@pytest.fixture
+def jobs(settings: Settings) -> Iterator[Running]:
+    running = Running(settings)
+    running.worker.start()
+    try:
+        yield running
+    finally:
+        running.runtime.close()
+        running.worker.stop()
+        running.runtime.broker.close()
+
+
+@pytest.fixture
+async def db(settings: Settings) -> Any:
+    engine = make_engine(settings.database_url)
+    yield make_sessionmaker(engine)
+    await engine.dispose()
+
+
+async def _no_show(client: AsyncTestClient[Any], world: World) -> tuple[dict[str, str], str]:
+    """A booked appointment the patient missed: the API records the no-show (and writes its outbox event)."""
+    admin = await login(client, "admin.a@test.example", world.slug_a)
+    me = (await client.get("/api/v1/auth/me", headers=admin)).json()
+    patient = (await client.post("/api/v1/patients", json=patient_body("JB-1"), headers=admin)).json()
+    start = datetime.now(UTC) - timedelta(minutes=40)
+    appointment = await client.post(
+        "/api/v1/appointments",
+        headers=admin,
+        json={
+            "patient_id": patient["id"],
+            "participant_id": me["user_id"],
+            "kind": "phone",
+            "start_at": start.isoformat(),
+            "end_at": (start + timedelta(minutes=20)).isoformat(),
+            "reason": "Blood pressure review",
+        },
+    )
+    assert appointment.status_code == 201, appointment.text
+    missed = await client.post(
+        f"/api/v1/appointments/{appointment.json()['id']}/status", headers=admin, json={"status": "noshow"}
+    )
+    assert missed.status_code == 200, missed.text
+    return admin, patient["id"]
+
+
+async def _follow_ups(client: AsyncTestClient[Any], headers: dict[str, str], patient_id: str) -> list[str]:
+    tasks = (await client.get(f"/api/v1/tasks?queue=all&patient_id={patient_id}", headers=headers)).json()
+    return [t["title"] for t in tasks["items"] if t["template_code"] == "noshow-follow-up"]
+
+
+async def _unpublished(db: async_sessionmaker[AsyncSession]) -> int:
+    with network_scope("test: count the outbox"):
+        async with db() as session:
+            count = await session.scalar(
+                select(func.count()).select_from(OutboxEvent).where(OutboxEvent.published_at.is_(None))
+            )
+    return int(count or 0)
+
+
+async def test_a_no_show_becomes_one_follow_up_task(
+    client: AsyncTestClient[Any], world: World, jobs: Running, db: async_sessionmaker[AsyncSession]
+) -> None:
+    admin, patient_id = await _no_show(client, world)
+    assert await _follow_ups(client, admin, patient_id) == []  # nothing happens inside the request
+
+    assert await relay_once(db, jobs.runtime) >= 3  # patient, appointment created, no-show
+    assert await _unpublished(db) == 0
+    await asyncio.to_thread(jobs.drain)
+    assert await _follow_ups(client, admin, patient_id) == ["Follow up on a missed appointment"]
+
+    # The same message delivered again (a redelivery after a crash, a replay): the effect happens once.
+    with network_scope("test: read the outbox"):
+        async with db() as session:
+            noshow = await session.scalar(select(OutboxEvent).where(OutboxEvent.topic == "appointment.noshow"))
+    assert noshow is not None
+    jobs.runtime.send(message_for(noshow, "noshow-follow-up-task"))
+    await asyncio.to_thread(jobs.drain)
+    assert await _follow_ups(client, admin, patient_id) == ["Follow up on a missed appointment"]
+    assert await relay_once(db, jobs.runtime) == 1  # only the follow-up task's own task.created event
+
+
+async def test_events_wait_in_the_outbox_while_the_broker_is_down(
+    client: AsyncTestClient[Any], world: World, settings: Settings, jobs: Running, db: async_sessionmaker[AsyncSession]
+) -> None:
+    admin, patient_id = await _no_show(client, world)  # the requests succeed whatever the broker's state
+    waiting = await _unpublished(db)
+    down = JobRuntime(settings.model_copy(update={"redis_url": "redis://127.0.0.1:9/0"}))
+    if settings.redis_url:  # an unreachable Redis: the relay fails and keeps every event
+        with pytest.raises(Exception):  # noqa: B017 - whatever the client raises for a refused connection
+            await relay_once(db, down)
+        assert await _unpublished(db) == waiting
+    await relay_once(db, jobs.runtime)  # the broker is back
+    await asyncio.to_thread(jobs.drain)
+    assert await _unpublished(db) <= 1
+    assert await _follow_ups(client, admin, patient_id) == ["Follow up on a missed appointment"]
+
+
+async def test_a_message_without_a_tenant_is_refused(settings: Settings) -> None:
+    runtime = JobRuntime(settings.model_copy(update={"redis_url": None}))
+    with pytest.raises(Refused):
+        await runtime.deliver({"event_id": "5", "topic": "appointment.noshow", "handler": "noshow-follow-up-task"})
