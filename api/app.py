@@ -24,6 +24,7 @@ from api.controllers.careplans import CarePlanController
 from api.controllers.careteams import CareTeamController
 from api.controllers.fhir import FhirController
 from api.controllers.health import healthz, readyz
+from api.controllers.jobs import JobController
 from api.controllers.messaging import ThreadController
 from api.controllers.network import InvitationController, NetworkController
 from api.controllers.patients import PatientController
@@ -130,6 +131,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ResultController,
             PortalController,
             FhirController,
+            JobController,
         ],
         dependencies=DEPENDENCIES,
         middleware=[RequestIdMiddleware, *(c.middleware for c in _rate_limits(settings)), AuthMiddleware],

@@ -61,6 +61,8 @@ DEFAULT_POLICIES: tuple[tuple[str, str, str, str], ...] = (
     ("partner_staff", "*", "appointments", "read"),
     ("partner_staff", "*", "threads", "*"),
     ("patient", "*", "portal", "*"),
+    # Background jobs (migration 0003): the dead-letter list.
+    ("tenant_admin", "*", "jobs", "*"),
 )
 
 

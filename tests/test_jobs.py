@@ -10,16 +10,19 @@ from typing import Any
 
 import dramatiq
 import pytest
+from dramatiq.brokers.stub import StubBroker
 from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core import audit, outbox
 from core.db import make_engine, make_sessionmaker
+from core.jobs.handlers import Event, on
 from core.jobs.relay import relay_once
 from core.jobs.runtime import QUEUE, JobRuntime, Refused, message_for
 from core.outbox import OutboxEvent
 from core.settings import Settings
-from tenants.context import network_scope
+from tenants.context import network_scope, tenant_context
 from tests.conftest import World, login
 from tests.factories import patient_body
 
@@ -32,7 +35,10 @@ class Running:
         self.worker = dramatiq.Worker(self.runtime.broker, worker_threads=1, worker_timeout=100)
 
     def drain(self) -> None:
-        self.runtime.broker.join(QUEUE, timeout=30_000)
+        if isinstance(self.runtime.broker, StubBroker):
+            self.runtime.broker.join(QUEUE, timeout=30_000, fail_fast=False)
+        else:
+            self.runtime.broker.join(QUEUE, timeout=30_000)
         self.worker.join()
 
 
@@ -137,3 +143,72 @@ async def test_a_message_without_a_tenant_is_refused(settings: Settings) -> None
     runtime = JobRuntime(settings.model_copy(update={"redis_url": None}))
     with pytest.raises(Refused):
         await runtime.deliver({"event_id": "5", "topic": "appointment.noshow", "handler": "noshow-follow-up-task"})
+
+
+# A handler that fails until the fault is fixed: stands for a bug or an outage in a real handler.
+FAULT = {"broken": True}
+
+
+@on("test.poison", "flaky-handler")
+async def _flaky(session: AsyncSession, event: Event) -> None:
+    if FAULT["broken"]:
+        raise RuntimeError("the downstream system refused the request")
+    audit.record(session, audit.SYSTEM, action="test.handled", resource_type="Test", resource_id=event.id)
+
+
+async def _wait_for(check: Any, seconds: float = 30) -> None:
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_poison_message_ends_in_the_dead_letters_and_can_be_replayed(
+    client: AsyncTestClient[Any], world: World, settings: Settings, db: async_sessionmaker[AsyncSession]
+) -> None:
+    FAULT["broken"] = True
+    quick = settings.model_copy(update={"job_max_retries": 2, "job_min_backoff_ms": 10, "job_max_backoff_ms": 50})
+    running = Running(quick)
+    running.worker.start()
+    try:
+        with tenant_context(world.tenant_a):
+            async with db() as session, session.begin():
+                outbox.emit(session, "test.poison", {"note": "x"})
+        await relay_once(db, running.runtime)
+        admin = await login(client, "admin.a@test.example", world.slug_a)
+
+        async def dead() -> list[dict[str, Any]]:
+            listed = await client.get("/api/v1/jobs/dead-letters", headers=admin)
+            assert listed.status_code == 200, listed.text
+            return list(listed.json()["items"])
+
+        await _wait_for(dead)
+        [letter] = await dead()
+        assert (letter["topic"], letter["handler"], letter["retries"]) == ("test.poison", "flaky-handler", 3)
+        assert "the downstream system refused the request" in letter["error"]
+        # Another tenant's administrator neither sees nor replays it; a clinician may not look.
+        b_admin = await login(client, "admin.b@test.example", world.slug_b)
+        assert (await client.get("/api/v1/jobs/dead-letters", headers=b_admin)).json()["items"] == []
+        url = f"/api/v1/jobs/dead-letters/{letter['id']}"
+        assert (await client.post(f"{url}/replay", headers=b_admin)).status_code == 404
+        doc = await login(client, "doc.a@test.example", world.slug_a)
+        assert (await client.get("/api/v1/jobs/dead-letters", headers=doc)).status_code == 403
+
+        FAULT["broken"] = False  # the fault is fixed
+        replayed = await client.post(f"{url}/replay", headers=admin)
+        assert replayed.status_code == 202 and replayed.json()["replay_requested_at"] is not None
+        assert (await client.post(f"{url}/replay", headers=admin)).status_code == 409
+        await relay_once(db, running.runtime)
+
+        async def handled() -> bool:
+            events = await client.get("/api/v1/audit-events?action=test.handled", headers=admin)
+            return len(events.json()["items"]) == 1
+
+        await _wait_for(handled)
+        assert (await client.get(url, headers=admin)).json()["replayed_at"] is not None
+        assert len(await dead()) == 1  # no new failure
+    finally:
+        FAULT["broken"] = False
+        running.runtime.close()
+        running.worker.stop()
+        running.runtime.broker.close()

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db import utcnow
 from core.jobs.handlers import handlers_for
+from core.jobs.models import DeadLetter
 from core.jobs.runtime import JobRuntime, message_for
 from core.outbox import OutboxEvent
 from tenants.context import network_scope
@@ -42,6 +43,15 @@ async def relay_once(db: async_sessionmaker[AsyncSession], runtime: JobRuntime, 
                 for name in handlers_for(event.topic):
                     await asyncio.to_thread(runtime.send, message_for(event, name))
                 event.published_at = now
+            # Dead letters a tenant administrator asked to replay: the same message again (same event id).
+            replays = select(DeadLetter).where(
+                DeadLetter.replay_requested_at.is_not(None), DeadLetter.replayed_at.is_(None)
+            )
+            if session.get_bind().dialect.name == "postgresql":
+                replays = replays.with_for_update(skip_locked=True)
+            for letter in (await session.scalars(replays.limit(batch))).all():
+                await asyncio.to_thread(runtime.send, dict(letter.message))
+                letter.replayed_at = now
     return len(events)
 
 

@@ -32,7 +32,7 @@ from core import schema as _schema  # noqa: F401 - every table known to the ORM 
 from core.db import make_engine, make_sessionmaker
 from core.jobs import rules as _rules  # noqa: F401 - registers the handlers
 from core.jobs.handlers import Event, handler
-from core.jobs.models import JobReceipt
+from core.jobs.models import DeadLetter, JobReceipt
 from core.outbox import OutboxEvent
 from core.settings import Settings
 from tenants.context import tenant_context
@@ -46,6 +46,31 @@ class Refused(Exception):
     """A message the actor will not run (no tenant, unknown handler): retrying cannot help."""
 
 
+class DeadLetters(dramatiq.Middleware):
+    """After its last retry, a failed job is written to its tenant's dead-letter list (listed before Retries)."""
+
+    def __init__(self) -> None:
+        self.runtime: JobRuntime | None = None
+
+    def after_process_message(
+        self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: BaseException | None = None
+    ) -> None:
+        if exception is None or not message.failed or self.runtime is None or message.actor_name != ACTOR:
+            return
+        body = message.args[0] if message.args else {}
+        trace = str(message.options.get("traceback") or "")
+        error = f"{type(exception).__name__}: {exception}\n{trace}"[:20_000]
+        retries = int(message.options.get("retries", 0))
+        loop = get_event_loop_thread()
+        if loop is None:
+            log.error("no event loop to record a dead letter for %r", body)
+            return
+        try:
+            loop.run_coroutine(self.runtime.record_dead_letter(body, error, retries))
+        except Exception:  # never let the dead-letter write take the worker down
+            log.exception("could not record a dead letter for %r", body)
+
+
 def make_broker(settings: Settings) -> dramatiq.Broker:
     middleware = [
         AgeLimit(),
@@ -53,6 +78,8 @@ def make_broker(settings: Settings) -> dramatiq.Broker:
         ShutdownNotifications(),
         Callbacks(),
         Pipelines(),
+        # "after" hooks run in reverse order: this one sees a message after Retries has given it up.
+        DeadLetters(),
         Retries(
             max_retries=settings.job_max_retries,
             min_backoff=settings.job_min_backoff_ms,
@@ -98,6 +125,9 @@ class JobRuntime:
             self.deliver, broker=self.broker, actor_name=ACTOR, queue_name=QUEUE, priority=0, options={}
         )
         self._db: async_sessionmaker[AsyncSession] | None = None
+        for middleware in self.broker.middleware:
+            if isinstance(middleware, DeadLetters):
+                middleware.runtime = self
 
     def send(self, message: dict[str, Any]) -> None:
         """Put one (event, handler) message on the queue; raises when the broker is unreachable."""
@@ -135,6 +165,30 @@ class JobRuntime:
                     return
                 session.add(JobReceipt(event_id=event.id, handler=str(message["handler"])))
                 await run(session, event)
+
+    async def record_dead_letter(self, message: dict[str, Any], error: str, retries: int) -> None:
+        """Keep a job that failed for good in its tenant's dead-letter list (a message without one is only logged)."""
+        try:
+            tenant_id = uuid.UUID(str(message["tenant_id"]))
+            event_id = uuid.UUID(str(message["event_id"]))
+        except (KeyError, TypeError, ValueError):
+            log.error("a job without a tenant failed for good: %r (%s)", message, error.splitlines()[0])
+            return
+        with tenant_context(tenant_id):
+            async with self._sessionmaker()() as session, session.begin():
+                session.add(
+                    DeadLetter(
+                        event_id=event_id,
+                        topic=str(message.get("topic", ""))[:100],
+                        handler=str(message.get("handler", ""))[:100],
+                        message=message,
+                        error=error,
+                        retries=retries,
+                    )
+                )
+        log.warning(
+            "job %s/%s failed for good: %s", message.get("topic"), message.get("handler"), error.splitlines()[0]
+        )
 
     def close(self) -> None:
         """Close the actor's database connections (call before stopping the worker: they live on its loop)."""

@@ -11,6 +11,10 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
+from core.db import make_engine, make_sessionmaker
+from core.jobs.models import DeadLetter
+from core.settings import Settings
+from tenants.context import tenant_context
 from tests.conftest import World, login, portal_login
 from tests.factories import patient_body
 
@@ -54,7 +58,7 @@ PORTAL_ROUTES = re.compile(r"^/api/v1/portal/")
 NETWORK_ROUTES = re.compile(r"^/api/v1/network/")
 
 
-async def _other_tenant_ids(client: AsyncTestClient[Any], world: World) -> dict[str, str]:
+async def _other_tenant_ids(client: AsyncTestClient[Any], world: World, settings: Settings) -> dict[str, str]:
     """One record of each kind in tenant B."""
     b_admin = await login(client, "admin.b@test.example", world.slug_b)
     patient = (await client.post("/api/v1/patients", json=patient_body("B-9"), headers=b_admin)).json()
@@ -142,7 +146,22 @@ async def _other_tenant_ids(client: AsyncTestClient[Any], world: World) -> dict[
             f"/api/v1/patients/{patient['id']}/education", headers=b_admin, json={"title": "Living with diabetes"}
         )
     ).json()
+    # A failed job of tenant B (written as the worker writes it).
+    engine = make_engine(settings.database_url)
+    with tenant_context(world.tenant_b):
+        async with make_sessionmaker(engine)() as session, session.begin():
+            letter = DeadLetter(
+                id=uuid.uuid4(),
+                event_id=uuid.uuid4(),
+                topic="appointment.noshow",
+                handler="noshow-follow-up-task",
+                message={"tenant_id": str(world.tenant_b)},
+                error="RuntimeError: B",
+            )
+            session.add(letter)
+    await engine.dispose()
     return {
+        "dead_letter_id": str(letter.id),
         "result_id": result["id"],
         "item_id": item["id"],
         "thread_id": thread["id"],
@@ -162,8 +181,10 @@ async def _other_tenant_ids(client: AsyncTestClient[Any], world: World) -> dict[
     }
 
 
-async def test_every_id_route_hides_other_tenants(client: AsyncTestClient[Any], world: World) -> None:
-    other = await _other_tenant_ids(client, world)
+async def test_every_id_route_hides_other_tenants(
+    client: AsyncTestClient[Any], world: World, settings: Settings
+) -> None:
+    other = await _other_tenant_ids(client, world, settings)
     a_admin = await login(client, "admin.a@test.example", world.slug_a)
     a_patient = (await client.post("/api/v1/patients", json=patient_body("A-1"), headers=a_admin)).json()
     a_portal = await portal_login(client, a_admin, a_patient["id"], "a.patient@test.example", world.slug_a)
@@ -214,6 +235,8 @@ async def test_every_id_route_hides_other_tenants(client: AsyncTestClient[Any], 
     assert [(m["body"], m["version"], m["deleted"]) for m in messages] == [("B message", 1, False)]
     thread = (await client.get(f"/api/v1/threads/{other['thread_id']}", headers=b_admin)).json()
     assert len(thread["participants"]) == 2
+    letter = (await client.get(f"/api/v1/jobs/dead-letters/{other['dead_letter_id']}", headers=b_admin)).json()
+    assert letter["replay_requested_at"] is None
     result = (await client.get(f"/api/v1/results/{other['result_id']}", headers=b_admin)).json()
     assert result["acknowledged_at"] is None
     items = (await client.get(f"/api/v1/patients/{other['patient_id']}/education", headers=b_admin)).json()
