@@ -23,7 +23,7 @@ from api.controllers.auth import AuthController
 from api.controllers.careplans import CarePlanController
 from api.controllers.careteams import CareTeamController
 from api.controllers.fhir import FhirController
-from api.controllers.health import healthz, readyz
+from api.controllers.health import healthz, metrics_endpoint, readyz
 from api.controllers.jobs import JobController
 from api.controllers.messaging import ThreadController
 from api.controllers.network import InvitationController, NetworkController
@@ -117,6 +117,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[
             healthz,
             readyz,
+            metrics_endpoint,
             AuthController,
             NetworkController,
             InvitationController,

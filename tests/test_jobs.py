@@ -212,3 +212,29 @@ async def test_a_poison_message_ends_in_the_dead_letters_and_can_be_replayed(
         running.runtime.close()
         running.worker.stop()
         running.runtime.broker.close()
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in {text}")
+
+
+async def test_metrics_and_readiness_show_the_backlog(
+    client: AsyncTestClient[Any], world: World, jobs: Running, db: async_sessionmaker[AsyncSession]
+) -> None:
+    await _no_show(client, world)
+    before = await client.get("/metrics")
+    assert before.status_code == 200 and before.headers["content-type"].startswith("text/plain")
+    assert _metric(before.text, "carehub_outbox_unpublished") >= 3
+    assert "ok (" in (await client.get("/readyz")).json()["checks"]["jobs"]
+
+    await relay_once(db, jobs.runtime)
+    await asyncio.to_thread(jobs.drain)
+    after = (await client.get("/metrics")).text
+    assert _metric(after, "carehub_outbox_unpublished") == 1  # the follow-up task's own event, not yet relayed
+    assert _metric(after, "carehub_jobs_handled_last_hour") == 1
+    assert _metric(after, 'carehub_job_latency_seconds{quantile="0.5"}') >= 0
+    assert _metric(after, 'carehub_job_dead_letters{state="pending"}') == 0
+    assert "patient" not in after.lower()  # aggregates only

@@ -10,6 +10,7 @@ from litestar.response import Response
 from sqlalchemy import text
 
 from api.hub import Hub
+from core.jobs import metrics
 
 OPT = {"public": True, "rate_limit_exempt": True}
 
@@ -37,5 +38,26 @@ async def readyz(state: State) -> Response[dict[str, Any]]:
             checks["broker"] = f"unreachable: {type(exc).__name__}"
     else:
         checks["broker"] = "ok (in-process)"
+    if checks["database"] == "ok":
+        async with hub.db() as session:
+            stats = await metrics.collect(session, None)
+        checks["jobs"] = (
+            f"ok ({stats.outbox_unpublished} events waiting in the outbox, "
+            f"{stats.dead_letters_pending} dead letters to look at)"
+        )
     ready = all(v.startswith("ok") for v in checks.values())
     return Response({"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503)
+
+
+@get(
+    "/metrics",
+    opt=OPT,
+    tags=["health"],
+    summary="Job metrics in the Prometheus text format (aggregates only: no tenant or patient)",
+    media_type="text/plain; version=0.0.4",
+)
+async def metrics_endpoint(state: State) -> Response[str]:
+    hub: Hub = state.hub
+    async with hub.db() as session:
+        stats = await metrics.collect(session, hub.redis)
+    return Response(metrics.prometheus(stats), media_type="text/plain; version=0.0.4")

@@ -39,6 +39,7 @@ from tenants.context import tenant_context
 
 log = logging.getLogger(__name__)
 QUEUE = "events"
+NAMESPACE = "carehub:jobs"
 ACTOR = "carehub.deliver"
 
 
@@ -93,7 +94,7 @@ def make_broker(settings: Settings) -> dramatiq.Broker:
     return RedisBroker(
         url=settings.redis_url,
         middleware=middleware,
-        namespace="carehub:jobs",
+        namespace=NAMESPACE,
         heartbeat_timeout=settings.job_heartbeat_timeout_ms,
         # Out of a million fetches: every fetch also requeues the messages of workers that stopped sending
         # heartbeats, so a crashed worker's jobs run again within heartbeat_timeout.

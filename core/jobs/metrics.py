@@ -1,0 +1,136 @@
+"""Numbers about the background jobs, read at scrape time from the database (and Redis when it is the broker)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from redis.asyncio import Redis
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.db import utcnow
+from core.jobs.models import DeadLetter, JobReceipt
+from core.jobs.runtime import NAMESPACE, QUEUE
+from core.outbox import OutboxEvent
+from tenants.context import network_scope
+
+LATENCY_SAMPLE = 2000
+WINDOW = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class JobStats:
+    outbox_unpublished: int
+    outbox_oldest_unpublished_seconds: float
+    dead_letters_pending: int
+    dead_letters_replayed: int
+    handled_last_hour: int
+    latency_p50_seconds: float | None
+    latency_p95_seconds: float | None
+    queue_depth: int | None
+    delayed_depth: int | None
+
+
+def _quantile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def collect(session: AsyncSession, redis: Redis | None) -> JobStats:
+    """Aggregates over every tenant (no tenant or patient appears in them)."""
+    now = utcnow()
+    with network_scope("job metrics: counts over every tenant"):
+        unpublished = await session.scalar(
+            select(func.count()).select_from(OutboxEvent).where(OutboxEvent.published_at.is_(None))
+        )
+        oldest = await session.scalar(
+            select(func.min(OutboxEvent.created_at)).where(OutboxEvent.published_at.is_(None))
+        )
+        pending = await session.scalar(
+            select(func.count()).select_from(DeadLetter).where(DeadLetter.replay_requested_at.is_(None))
+        )
+        replayed = await session.scalar(
+            select(func.count()).select_from(DeadLetter).where(DeadLetter.replay_requested_at.is_not(None))
+        )
+        # Latency: from the change (the event's creation) to its handler's commit.
+        pairs = (
+            await session.execute(
+                select(JobReceipt.processed_at, OutboxEvent.created_at)
+                .join(OutboxEvent, OutboxEvent.id == JobReceipt.event_id)
+                .where(JobReceipt.processed_at >= now - WINDOW)
+                .order_by(JobReceipt.processed_at.desc())
+                .limit(LATENCY_SAMPLE)
+            )
+        ).all()
+        handled = await session.scalar(
+            select(func.count()).select_from(JobReceipt).where(JobReceipt.processed_at >= now - WINDOW)
+        )
+    latencies = [max((done - created).total_seconds(), 0.0) for done, created in pairs]
+    depth = delayed = None
+    if redis is not None:
+        depth = int(await redis.llen(f"{NAMESPACE}:{QUEUE}"))
+        delayed = int(await redis.llen(f"{NAMESPACE}:{QUEUE}.DQ"))
+    return JobStats(
+        outbox_unpublished=int(unpublished or 0),
+        outbox_oldest_unpublished_seconds=max((now - oldest).total_seconds(), 0.0) if oldest else 0.0,
+        dead_letters_pending=int(pending or 0),
+        dead_letters_replayed=int(replayed or 0),
+        handled_last_hour=int(handled or 0),
+        latency_p50_seconds=_quantile(latencies, 0.5),
+        latency_p95_seconds=_quantile(latencies, 0.95),
+        queue_depth=depth,
+        delayed_depth=delayed,
+    )
+
+
+def prometheus(stats: JobStats) -> str:
+    """The Prometheus text exposition format (version 0.0.4)."""
+    lines: list[str] = []
+
+    def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float | None]]) -> None:
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            if value is not None:
+                lines.append(f"{name}{labels} {value:g}")
+
+    metric(
+        "carehub_outbox_unpublished",
+        "gauge",
+        "Domain events not yet handed to the job broker.",
+        [("", stats.outbox_unpublished)],
+    )
+    metric(
+        "carehub_outbox_oldest_unpublished_seconds",
+        "gauge",
+        "Age of the oldest event still in the outbox.",
+        [("", stats.outbox_oldest_unpublished_seconds)],
+    )
+    metric(
+        "carehub_job_dead_letters",
+        "gauge",
+        "Jobs that failed after every retry.",
+        [('{state="pending"}', stats.dead_letters_pending), ('{state="replayed"}', stats.dead_letters_replayed)],
+    )
+    metric(
+        "carehub_jobs_handled_last_hour",
+        "gauge",
+        "Event handlers that committed in the last hour.",
+        [("", stats.handled_last_hour)],
+    )
+    metric(
+        "carehub_job_latency_seconds",
+        "gauge",
+        "From a change to its handler's commit, over the last hour.",
+        [('{quantile="0.5"}', stats.latency_p50_seconds), ('{quantile="0.95"}', stats.latency_p95_seconds)],
+    )
+    metric(
+        "carehub_job_queue_depth",
+        "gauge",
+        "Messages waiting in the broker (delayed: retries waiting).",
+        [(f'{{queue="{QUEUE}"}}', stats.queue_depth), (f'{{queue="{QUEUE}.delayed"}}', stats.delayed_depth)],
+    )
+    return "\n".join(lines) + "\n"
