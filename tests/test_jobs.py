@@ -238,3 +238,46 @@ async def test_metrics_and_readiness_show_the_backlog(
     assert _metric(after, 'carehub_job_latency_seconds{quantile="0.5"}') >= 0
     assert _metric(after, 'carehub_job_dead_letters{state="pending"}') == 0
     assert "patient" not in after.lower()  # aggregates only
+
+
+@pytest.mark.postgres_only
+async def test_a_dead_workers_job_runs_again_within_the_heartbeat_timeout(
+    client: AsyncTestClient[Any], world: World, settings: Settings, db: async_sessionmaker[AsyncSession]
+) -> None:
+    """A worker takes the no-show job and dies before finishing it (no ack, no more heartbeats): another
+    worker takes it over once the heartbeat timeout has passed, and the follow-up task is made once."""
+    assert settings.redis_url, "the PostgreSQL leg runs with Redis"
+    fast = settings.model_copy(update={"job_heartbeat_timeout_ms": 1000})
+    admin, patient_id = await _no_show(client, world)
+
+    doomed = JobRuntime(fast)  # the worker that will die: it fetches, then is never heard of again
+    await relay_once(db, doomed)
+    consumer = doomed.broker.consume(QUEUE, prefetch=50, timeout=1000)
+    taken = []
+    for _ in range(10):
+        message = await asyncio.to_thread(next, consumer)
+        if message is not None:
+            taken.append(message)
+        if any(m.args[0]["topic"] == "appointment.noshow" for m in taken):
+            break
+    assert any(m.args[0]["topic"] == "appointment.noshow" for m in taken)
+    assert await _follow_ups(client, admin, patient_id) == []
+
+    survivor = Running(fast)
+    survivor.worker.start()
+    started = asyncio.get_running_loop().time()
+    try:
+
+        async def recovered() -> bool:
+            return await _follow_ups(client, admin, patient_id) == ["Follow up on a missed appointment"]
+
+        await _wait_for(recovered, seconds=30)
+        took = asyncio.get_running_loop().time() - started
+        await asyncio.sleep(1.5)  # nothing more happens: the effect is there once
+        assert await _follow_ups(client, admin, patient_id) == ["Follow up on a missed appointment"]
+        assert took < 15, f"recovery took {took:.1f} s"
+    finally:
+        survivor.runtime.close()
+        survivor.worker.stop()
+        survivor.runtime.broker.close()
+        doomed.broker.close()
