@@ -17,6 +17,7 @@ from litestar.stores.redis import RedisStore
 from redis.exceptions import RedisError
 
 from api.auth import PUBLIC, AuthMiddleware
+from api.controllers.alerts import AlertController
 from api.controllers.appointments import AppointmentController
 from api.controllers.audit import AuditController
 from api.controllers.auth import AuthController
@@ -133,6 +134,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             PortalController,
             FhirController,
             JobController,
+            AlertController,
         ],
         dependencies=DEPENDENCIES,
         middleware=[RequestIdMiddleware, *(c.middleware for c in _rate_limits(settings)), AuthMiddleware],

@@ -63,6 +63,8 @@ DEFAULT_POLICIES: tuple[tuple[str, str, str, str], ...] = (
     ("patient", "*", "portal", "*"),
     # Background jobs (migration 0003): the dead-letter list.
     ("tenant_admin", "*", "jobs", "*"),
+    # Every staff member's own alert inbox.
+    *((role, "*", "alerts", "*") for role in ("tenant_admin", "care_manager", "clinician", "chw", "partner_staff")),
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import MetaData
 
 from core import audit, authz, outbox
+from core.alerts import models as alert_models
 from core.appointments import models as appointment_models
 from core.careplans import models as careplan_models
 from core.careteams import models as careteam_models
@@ -30,6 +31,7 @@ _MODULES = (
     messaging_models,
     result_models,
     job_models,
+    alert_models,
 )
 
 

@@ -281,3 +281,85 @@ async def test_a_dead_workers_job_runs_again_within_the_heartbeat_timeout(
         survivor.worker.stop()
         survivor.runtime.broker.close()
         doomed.broker.close()
+
+
+async def _staff_ids(client: AsyncTestClient[Any], admin: dict[str, str]) -> dict[str, str]:
+    members = (await client.get("/api/v1/users", headers=admin)).json()["items"]
+    return {m["email"].split("@")[0]: m["user_id"] for m in members}
+
+
+async def _process(db: async_sessionmaker[AsyncSession], jobs: Running) -> None:
+    while await relay_once(db, jobs.runtime):
+        await asyncio.to_thread(jobs.drain)
+
+
+async def test_a_critical_result_alerts_the_ordering_clinician_with_a_stat_task(
+    client: AsyncTestClient[Any], world: World, jobs: Running, db: async_sessionmaker[AsyncSession]
+) -> None:
+    admin = await login(client, "admin.a@test.example", world.slug_a)
+    doc = await login(client, "doc.a@test.example", world.slug_a)
+    chw = await login(client, "chw.a@test.example", world.slug_a)
+    ids = await _staff_ids(client, admin)
+    patient = (await client.post("/api/v1/patients", json=patient_body("JB-2"), headers=admin)).json()
+    result = await client.post(
+        f"/api/v1/patients/{patient['id']}/results",
+        headers=admin,
+        json={
+            "code": "2823-3",
+            "display": "Potassium",
+            "value": "6.9",
+            "unit": "mmol/L",
+            "reference_range": "3.5-5.1",
+            "interpretation": "critical",
+            "status": "final",
+            "effective_at": (datetime.now(UTC) - timedelta(minutes=30)).isoformat(),
+            "ordered_by": ids["doc.a"],
+        },
+    )
+    assert result.status_code == 201, result.text
+    await _process(db, jobs)
+
+    inbox = (await client.get("/api/v1/alerts", headers=doc)).json()["items"]
+    assert [(a["kind"], a["severity"], a["title"]) for a in inbox] == [
+        ("lab.critical", "critical", "Critical result: Potassium 6.9 mmol/L")
+    ]
+    task = (await client.get(f"/api/v1/tasks/{inbox[0]['task_id']}", headers=doc)).json()
+    assert (task["priority"], task["assignee_id"], task["status"]) == ("stat", ids["doc.a"], "requested")
+    assert (await client.get("/api/v1/alerts", headers=chw)).json()["items"] == []
+    alert_url = f"/api/v1/alerts/{inbox[0]['id']}"
+    assert (await client.post(f"{alert_url}/acknowledge", headers=chw)).status_code == 404  # not theirs
+    acknowledged = await client.post(f"{alert_url}/acknowledge", headers=doc)
+    assert acknowledged.json()["state"] == "acknowledged" and acknowledged.json()["acknowledged_at"]
+    assert (await client.post(f"{alert_url}/resolve", headers=doc)).json()["state"] == "resolved"
+    assert (await client.get("/api/v1/alerts", headers=doc)).json()["items"] == []
+    assert len((await client.get("/api/v1/alerts?state=resolved", headers=doc)).json()["items"]) == 1
+    assert (await client.post(f"{alert_url}/acknowledge", headers=doc)).status_code == 409
+
+
+async def test_a_care_plan_change_alerts_the_rest_of_the_care_team(
+    client: AsyncTestClient[Any], world: World, jobs: Running, db: async_sessionmaker[AsyncSession]
+) -> None:
+    admin = await login(client, "admin.a@test.example", world.slug_a)
+    doc = await login(client, "doc.a@test.example", world.slug_a)
+    chw = await login(client, "chw.a@test.example", world.slug_a)
+    ids = await _staff_ids(client, admin)
+    patient = (await client.post("/api/v1/patients", json=patient_body("JB-3"), headers=admin)).json()
+    team = await client.post(
+        f"/api/v1/patients/{patient['id']}/care-team",
+        headers=admin,
+        json={"members": [{"user_id": ids["doc.a"], "role": "primary_care"}, {"user_id": ids["chw.a"], "role": "chw"}]},
+    )
+    assert team.status_code == 201
+    plan = (
+        await client.post("/api/v1/care-plans", headers=doc, json={"patient_id": patient["id"], "title": "HF"})
+    ).json()
+    await client.patch(f"/api/v1/care-plans/{plan['id']}", headers=doc, json={"status": "active"})
+    await _process(db, jobs)
+    # The clinician who changed it is not alerted; the CHW is (creating the plan alerts nobody).
+    assert (await client.get("/api/v1/alerts", headers=doc)).json()["items"] == []
+    [alert] = (await client.get("/api/v1/alerts", headers=chw)).json()["items"]
+    assert (alert["kind"], alert["title"], alert["patient_id"]) == (
+        "care_plan.updated",
+        "Care plan updated: HF (version 2)",
+        patient["id"],
+    )

@@ -1,17 +1,24 @@
-"""Automatic follow-ups started by events (the first of the alert rules)."""
+"""The rules started by events: follow-up tasks and alerts."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit, outbox
+from core.alerts.models import Alert
 from core.appointments.models import Appointment
+from core.careplans.models import CarePlan, CarePlanVersion
+from core.careteams.models import CareTeam, CareTeamMember
 from core.db import utcnow
 from core.jobs.handlers import Event, on
+from core.results.models import LabResult
 from core.tasks.models import Task, TaskStatusChange
+from tenants.models import Membership
 
 NOSHOW_FOLLOW_UP_HOURS = 24
 
@@ -55,3 +62,111 @@ async def noshow_follow_up(session: AsyncSession, event: Event) -> None:
         {"task_id": str(task.id), "patient_id": str(task.patient_id), "priority": task.priority},
         aggregate_id=task.patient_id,
     )
+
+
+async def _active_staff(session: AsyncSession, user_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    if not user_ids:
+        return []
+    rows = await session.scalars(
+        select(Membership.user_id).where(
+            Membership.user_id.in_(user_ids), Membership.is_active.is_(True), Membership.patient_id.is_(None)
+        )
+    )
+    active = set(rows.all())
+    return [u for u in user_ids if u in active]
+
+
+def _alert(event: Event, user_id: uuid.UUID, **fields: Any) -> Alert:
+    return Alert(id=uuid.uuid4(), user_id=user_id, source_event_id=event.id, state="open", **fields)
+
+
+@on("lab_result.critical_received", "critical-result-task")
+async def critical_result(session: AsyncSession, event: Event) -> None:
+    """A critical lab value: a stat task and a critical alert for the ordering clinician (or the care team lead)."""
+    result = await session.get(LabResult, uuid.UUID(event.payload["result_id"]))
+    if result is None or result.acknowledged_at is not None:
+        return  # gone, or already seen by a clinician
+    candidates = [result.ordered_by] if result.ordered_by else []
+    lead = await session.scalar(
+        select(CareTeamMember.user_id)
+        .join(CareTeam, CareTeam.id == CareTeamMember.team_id)
+        .where(CareTeam.patient_id == result.patient_id, CareTeamMember.is_lead.is_(True))
+    )
+    if lead:
+        candidates.append(lead)
+    staff = await _active_staff(session, [c for c in candidates if c is not None])
+    if not staff:
+        return
+    clinician = staff[0]
+    value = f"{result.value} {result.unit or ''}".strip()
+    task = Task(
+        id=uuid.uuid4(),
+        patient_id=result.patient_id,
+        title=f"Critical result: {result.display} {value}"[:200],
+        description="Review the result and act on it now; acknowledge the result when you have.",
+        template_code="critical-result",
+        owner_id=clinician,
+        assignee_id=clinician,
+        due_at=utcnow() + timedelta(hours=1),
+        priority="stat",
+        status="requested",
+        escalation_level=0,
+    )
+    session.add(task)
+    session.add(TaskStatusChange(task_id=task.id, from_status=None, to_status="requested", reason="critical result"))
+    session.add(
+        _alert(
+            event,
+            clinician,
+            patient_id=result.patient_id,
+            kind="lab.critical",
+            severity="critical",
+            title=f"Critical result: {result.display} {value}"[:200],
+            body=f"Reference range {result.reference_range or 'not given'}. A stat task was created.",
+            task_id=task.id,
+        )
+    )
+    audit.record(
+        session,
+        audit.SYSTEM,
+        action="task.create",
+        resource_type="Task",
+        resource_id=task.id,
+        patient_id=task.patient_id,
+        detail={"rule": "lab_result.critical_received", "result_id": str(result.id)},
+    )
+    outbox.emit(
+        session,
+        "task.created",
+        {"task_id": str(task.id), "patient_id": str(task.patient_id), "priority": task.priority},
+        aggregate_id=task.patient_id,
+    )
+
+
+@on("care_plan.updated", "care-plan-change-alerts")
+async def care_plan_changed(session: AsyncSession, event: Event) -> None:
+    """A changed care plan: everyone on the patient's care team hears of it (but the one who changed it)."""
+    plan = await session.get(CarePlan, uuid.UUID(event.payload["care_plan_id"]))
+    if plan is None:
+        return
+    version = int(event.payload.get("version", plan.version))
+    changed_by = await session.scalar(
+        select(CarePlanVersion.changed_by).where(CarePlanVersion.plan_id == plan.id, CarePlanVersion.version == version)
+    )
+    members = await session.scalars(
+        select(CareTeamMember.user_id)
+        .join(CareTeam, CareTeam.id == CareTeamMember.team_id)
+        .where(CareTeam.patient_id == plan.patient_id, CareTeamMember.user_id.is_not(None))
+    )
+    for user_id in await _active_staff(session, [u for u in members.all() if u is not None and u != changed_by]):
+        session.add(
+            _alert(
+                event,
+                user_id,
+                patient_id=plan.patient_id,
+                kind="care_plan.updated",
+                severity="info",
+                title=f"Care plan updated: {plan.title} (version {version})"[:200],
+                body=None,
+            )
+        )

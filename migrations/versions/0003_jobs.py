@@ -5,8 +5,8 @@ Revises: 0002
 Create Date: 2026-11-24
 
 Receipts of the event handlers (one per event and handler: the idempotency key of the background jobs) and the
-dead-letter list of jobs that failed for good, with row-level security on PostgreSQL like every tenant table;
-tenant administrators may read and replay dead letters.
+dead-letter list of jobs that failed for good, and every staff member's alert inbox, with row-level security on
+PostgreSQL like every tenant table; tenant administrators may read and replay dead letters.
 """
 from __future__ import annotations
 
@@ -62,11 +62,46 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_job_dead_letters_event_id'), ['event_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_job_dead_letters_tenant_id'), ['tenant_id'], unique=False)
 
+    op.create_table('alerts',
+    sa.Column('user_id', sa.Uuid(), nullable=False),
+    sa.Column('patient_id', sa.Uuid(), nullable=True),
+    sa.Column('kind', sa.String(length=50), nullable=False),
+    sa.Column('severity', sa.String(length=16), nullable=False),
+    sa.Column('title', sa.String(length=200), nullable=False),
+    sa.Column('body', sa.Text(), nullable=True),
+    sa.Column('state', sa.String(length=16), nullable=False),
+    sa.Column('source_event_id', sa.Uuid(), nullable=False),
+    sa.Column('task_id', sa.Uuid(), nullable=True),
+    sa.Column('acknowledged_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('resolved_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('tenant_id', sa.Uuid(), nullable=False),
+    sa.CheckConstraint("state IN ('open', 'acknowledged', 'resolved')", name=op.f('ck_alerts_state')),
+    sa.ForeignKeyConstraint(['tenant_id', 'patient_id'], ['patients.tenant_id', 'patients.id'], name=op.f('fk_alerts_tenant_id_patients')),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_alerts_tenant_id_tenants'), ondelete='RESTRICT'),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_alerts_user_id_users'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_alerts')),
+    sa.UniqueConstraint('tenant_id', 'id', name=op.f('uq_alerts_tenant_id_id')),
+    sa.UniqueConstraint('tenant_id', 'user_id', 'source_event_id', 'kind', name=op.f('uq_alerts_tenant_id_user_id_source_event_id_kind'))
+    )
+    with op.batch_alter_table('alerts', schema=None) as batch_op:
+        batch_op.create_index('ix_alerts_inbox', ['tenant_id', 'user_id', 'state', 'created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_alerts_patient_id'), ['patient_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_alerts_tenant_id'), ['tenant_id'], unique=False)
+
     # ### end Alembic commands ###
     rules = sa.table("casbin_rules", *(sa.column(c) for c in ("ptype", "v0", "v1", "v2", "v3", "v4", "v5")))
-    op.bulk_insert(rules, [{"ptype": "p", "v0": "tenant_admin", "v1": "*", "v2": "jobs", "v3": "*", "v4": "", "v5": ""}])
+    op.bulk_insert(rules, [
+        {"ptype": "p", "v0": role, "v1": "*", "v2": obj, "v3": "*", "v4": "", "v5": ""}
+        for role, obj in (
+            ("tenant_admin", "jobs"),
+            *((r, "alerts") for r in ("tenant_admin", "care_manager", "clinician", "chw", "partner_staff")),
+        )
+    ])
     if op.get_bind().dialect.name == "postgresql":
-        for table in ("job_receipts", "job_dead_letters"):
+        for table in ("job_receipts", "job_dead_letters", "alerts"):
             op.execute(f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY")
             op.execute(f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY")
             op.execute(f"CREATE POLICY tenant_isolation ON {table} USING {TENANT_MATCH} WITH CHECK {TENANT_MATCH}")
@@ -74,7 +109,13 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     rules = sa.table("casbin_rules", *(sa.column(c) for c in ("ptype", "v0", "v2")))
-    op.execute(rules.delete().where(rules.c.ptype == "p", rules.c.v0 == "tenant_admin", rules.c.v2 == "jobs"))
+    op.execute(rules.delete().where(rules.c.ptype == "p", rules.c.v2.in_(("jobs", "alerts"))))
+    with op.batch_alter_table('alerts', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_alerts_tenant_id'))
+        batch_op.drop_index(batch_op.f('ix_alerts_patient_id'))
+        batch_op.drop_index('ix_alerts_inbox')
+
+    op.drop_table('alerts')
     with op.batch_alter_table('job_dead_letters', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_job_dead_letters_tenant_id'))
         batch_op.drop_index(batch_op.f('ix_job_dead_letters_event_id'))

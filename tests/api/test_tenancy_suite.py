@@ -11,6 +11,7 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
+from core.alerts.models import Alert
 from core.db import make_engine, make_sessionmaker
 from core.jobs.models import DeadLetter
 from core.settings import Settings
@@ -159,9 +160,20 @@ async def _other_tenant_ids(client: AsyncTestClient[Any], world: World, settings
                 error="RuntimeError: B",
             )
             session.add(letter)
+            alert = Alert(
+                id=uuid.uuid4(),
+                user_id=uuid.UUID(doc_b),
+                patient_id=uuid.UUID(patient["id"]),
+                kind="lab.critical",
+                severity="critical",
+                title="B alert",
+                source_event_id=uuid.uuid4(),
+            )
+            session.add(alert)
     await engine.dispose()
     return {
         "dead_letter_id": str(letter.id),
+        "alert_id": str(alert.id),
         "result_id": result["id"],
         "item_id": item["id"],
         "thread_id": thread["id"],
