@@ -102,6 +102,39 @@ def cmd_worker(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_scheduler(settings: Settings, _args: argparse.Namespace) -> int:
+    """Write each periodic rule's event once per period, until SIGINT or SIGTERM (run one or several: with Redis
+    one leads at a time, and a period's event exists once however many run)."""
+    import signal
+
+    from redis.asyncio import Redis
+
+    from core.db import make_engine, make_sessionmaker
+    from core.jobs import scheduler
+
+    async def main() -> None:
+        engine = make_engine(settings.database_url, pool_size=2)
+        redis = (
+            Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+            if settings.redis_url
+            else None
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        print("carehub scheduler: ticking the periodic rules")
+        try:
+            await scheduler.run(make_sessionmaker(engine), redis, settings.scheduler_tick_ms / 1000, stop)
+        finally:
+            if redis is not None:
+                await redis.aclose()
+            await engine.dispose()
+
+    asyncio.run(main())
+    return 0
+
+
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -221,6 +254,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("seed-demo", help="add the demo network to an empty database").set_defaults(func=cmd_seed_demo)
     sub.add_parser("worker", help="relay domain events to the job broker and run their handlers").set_defaults(
         func=cmd_worker
+    )
+    sub.add_parser("scheduler", help="write the periodic rules' events (overdue tasks, ...)").set_defaults(
+        func=cmd_scheduler
     )
     for name, func, text in (
         ("serve", cmd_serve, "serve the API"),

@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     job_worker_threads: int = Field(default=4, ge=1, le=64)
     relay_interval_ms: int = Field(default=500, ge=10)
     relay_batch: int = Field(default=200, ge=1, le=10_000)
+    scheduler_tick_ms: int = Field(default=15_000, ge=100)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 

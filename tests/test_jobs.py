@@ -12,11 +12,13 @@ import dramatiq
 import pytest
 from dramatiq.brokers.stub import StubBroker
 from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core import audit, outbox
 from core.db import make_engine, make_sessionmaker
+from core.jobs import scheduler
 from core.jobs.handlers import Event, on
 from core.jobs.relay import relay_once
 from core.jobs.runtime import QUEUE, JobRuntime, Refused, message_for
@@ -363,3 +365,89 @@ async def test_a_care_plan_change_alerts_the_rest_of_the_care_team(
         "Care plan updated: HF (version 2)",
         patient["id"],
     )
+
+
+async def _ticks(db: async_sessionmaker[AsyncSession]) -> int:
+    with network_scope("test: count the ticks"):
+        async with db() as session:
+            count = await session.scalar(
+                select(func.count()).select_from(OutboxEvent).where(OutboxEvent.topic == "schedule.overdue_tasks")
+            )
+    return int(count or 0)
+
+
+async def test_several_schedulers_write_each_period_once(world: World, db: async_sessionmaker[AsyncSession]) -> None:
+    now = datetime(2026, 12, 1, 9, 0, 30, tzinfo=UTC)
+    # Two schedulers tick at the same moment, and one again later in the same minute.
+    written = await asyncio.gather(scheduler.tick(db, now), scheduler.tick(db, now))
+    written_again = await scheduler.tick(db, now + timedelta(seconds=20))
+    assert sum(written) + written_again == 2 and await _ticks(db) == 2  # one per active tenant
+    await scheduler.tick(db, now + timedelta(seconds=60))  # the next period
+    assert await _ticks(db) == 4
+
+
+@pytest.mark.postgres_only
+async def test_one_scheduler_leads_and_another_takes_over(settings: Settings) -> None:
+    assert settings.redis_url
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        first, second = scheduler.Leadership(redis, 300), scheduler.Leadership(redis, 300)
+        assert await first.hold() and not await second.hold()
+        assert await first.hold()  # renews its own lead
+        await asyncio.sleep(0.4)  # the leader stops (no renewal): its lock expires
+        assert await second.hold() and not await first.hold()
+    finally:
+        await redis.delete(scheduler.LEADER_KEY)
+        await redis.aclose()
+
+
+async def test_an_overdue_task_escalates_level_by_level(
+    client: AsyncTestClient[Any], world: World, jobs: Running, db: async_sessionmaker[AsyncSession]
+) -> None:
+    admin = await login(client, "admin.a@test.example", world.slug_a)
+    doc = await login(client, "doc.a@test.example", world.slug_a)
+    chw = await login(client, "chw.a@test.example", world.slug_a)
+    ids = await _staff_ids(client, admin)
+    patient = (await client.post("/api/v1/patients", json=patient_body("JB-4"), headers=admin)).json()
+    await client.post(
+        f"/api/v1/patients/{patient['id']}/care-team",
+        headers=admin,
+        json={"members": [{"user_id": ids["admin.a"], "role": "care_manager", "is_lead": True}]},
+    )
+    due = datetime.now(UTC) + timedelta(hours=2)
+    task = await client.post(
+        "/api/v1/tasks",
+        headers=admin,
+        json={
+            "patient_id": patient["id"],
+            "title": "Post-discharge call",
+            "owner_id": ids["doc.a"],
+            "assignee_id": ids["chw.a"],
+            "due_at": due.isoformat(),
+        },
+    )
+    assert task.status_code == 201, task.text
+
+    async def at(minutes_after_due: int) -> None:
+        # A controllable clock: the scheduler's tick at that moment (no sleeping for real minutes).
+        await scheduler.tick(db, due + timedelta(minutes=minutes_after_due))
+        await _process(db, jobs)
+
+    async def overdue(headers: dict[str, str]) -> list[str]:
+        items = (await client.get("/api/v1/alerts", headers=headers)).json()["items"]
+        return [a["title"] for a in items if a["kind"] == "task.overdue"]
+
+    await at(-5)  # not due yet
+    assert await overdue(chw) == []
+    await at(1)  # past due: the assignee
+    assert await overdue(chw) == ["Overdue (level 1): Post-discharge call"] and await overdue(doc) == []
+    await at(2)  # a later tick at the same level changes nothing
+    assert len(await overdue(chw)) == 1
+    await at(61)  # an hour late: the owner
+    assert await overdue(doc) == ["Overdue (level 2): Post-discharge call"]
+    await at(241)  # four hours late: the care team's lead
+    assert await overdue(admin) == ["Overdue (level 3): Post-discharge call"]
+    stored = (await client.get(f"/api/v1/tasks/{task.json()['id']}", headers=admin)).json()
+    assert stored["escalation_level"] == 3
+    comments = (await client.get(f"/api/v1/tasks/{task.json()['id']}/comments", headers=admin)).json()
+    assert [c["body"] for c in comments][-1] == "Escalated automatically to level 3."

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -17,7 +17,7 @@ from core.careteams.models import CareTeam, CareTeamMember
 from core.db import utcnow
 from core.jobs.handlers import Event, on
 from core.results.models import LabResult
-from core.tasks.models import Task, TaskStatusChange
+from core.tasks.models import OPEN_STATUSES, Task, TaskComment, TaskStatusChange
 from tenants.models import Membership
 
 NOSHOW_FOLLOW_UP_HOURS = 24
@@ -169,4 +169,65 @@ async def care_plan_changed(session: AsyncSession, event: Event) -> None:
                 title=f"Care plan updated: {plan.title} (version {version})"[:200],
                 body=None,
             )
+        )
+
+
+# Minutes after the due time at which an open task escalates: to its assignee (or owner), then to its owner,
+# then to the lead of the patient's care team.
+ESCALATION_DELAYS_MINUTES = (0, 60, 240)
+
+
+@on("schedule.overdue_tasks", "overdue-task-escalation")
+async def escalate_overdue_tasks(session: AsyncSession, event: Event) -> None:
+    """Raise the escalation level of open tasks past their due time, alerting the next person at each level.
+
+    The time is the tick's (``payload.at``), not the clock's, so a late or replayed tick decides the same way."""
+    at = datetime.fromisoformat(event.payload["at"])
+    overdue = await session.scalars(
+        select(Task).where(Task.status.in_(OPEN_STATUSES), Task.due_at.is_not(None), Task.due_at < at)
+    )
+    for task in overdue.all():
+        assert task.due_at is not None
+        target = sum(1 for minutes in ESCALATION_DELAYS_MINUTES if at >= task.due_at + timedelta(minutes=minutes))
+        if target <= task.escalation_level:
+            continue
+        lead = await session.scalar(
+            select(CareTeamMember.user_id)
+            .join(CareTeam, CareTeam.id == CareTeamMember.team_id)
+            .where(CareTeam.patient_id == task.patient_id, CareTeamMember.is_lead.is_(True))
+        )
+        chain = [task.assignee_id or task.owner_id, task.owner_id, lead]
+        for level in range(task.escalation_level + 1, target + 1):
+            recipients = await _active_staff(session, [u for u in [chain[level - 1]] if u is not None])
+            for user_id in recipients:
+                session.add(
+                    Alert(
+                        id=uuid.uuid4(),
+                        user_id=user_id,
+                        source_event_id=uuid.uuid5(event.id, f"{task.id}/{level}"),
+                        state="open",
+                        patient_id=task.patient_id,
+                        kind="task.overdue",
+                        severity="critical" if level >= 3 or task.priority in ("asap", "stat") else "warning",
+                        title=f"Overdue ({'level ' + str(level)}): {task.title}"[:200],
+                        task_id=task.id,
+                    )
+                )
+        task.escalation_level = target
+        task.updated_at = utcnow()
+        session.add(TaskComment(task_id=task.id, author_id=None, body=f"Escalated automatically to level {target}."))
+        audit.record(
+            session,
+            audit.SYSTEM,
+            action="task.escalate",
+            resource_type="Task",
+            resource_id=task.id,
+            patient_id=task.patient_id,
+            detail={"rule": "overdue", "level": target},
+        )
+        outbox.emit(
+            session,
+            "task.escalated",
+            {"task_id": str(task.id), "patient_id": str(task.patient_id), "level": target},
+            aggregate_id=task.patient_id,
         )
