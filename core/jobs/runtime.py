@@ -137,7 +137,9 @@ class JobRuntime:
     def _sessionmaker(self) -> async_sessionmaker[AsyncSession]:
         # Made on first use, inside the worker's event loop (the engine belongs to that loop).
         if self._db is None:
-            self._db = make_sessionmaker(make_engine(self.settings.database_url, pool_size=2))
+            self._db = make_sessionmaker(
+                make_engine(self.settings.database_url, pool_size=self.settings.job_worker_threads)
+            )
         return self._db
 
     async def deliver(self, message: dict[str, Any]) -> None:
