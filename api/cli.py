@@ -152,6 +152,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    # The embedded default does its background work in the one process it has.
+    settings = settings.model_copy(update={"jobs_in_process": True})
     cmd_db_upgrade(settings, args)
     asyncio.run(_seed(settings))
     where = {k: v for k, v in (("host", args.host), ("port", args.port)) if v}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,7 @@ class Hub:
     tokens: TokenService
     authorizer: Authorizer | None = None
     redis: Redis | None = field(default=None)
+    _jobs: Any = field(default=None, repr=False)
 
     @classmethod
     def create(cls, settings: Settings) -> Hub:
@@ -61,6 +63,25 @@ class Hub:
         await self.check_database_role()
         async with self.db() as session:
             self.authorizer = Authorizer(await load_rules(session))
+        if self.settings.jobs_in_process:
+            self._start_jobs()
+
+    def _start_jobs(self) -> None:
+        """The embedded default's background work, inside this process: the relay and the event handlers."""
+        import dramatiq
+
+        from core.jobs.relay import relay_forever
+        from core.jobs.runtime import JobRuntime
+
+        runtime = JobRuntime(self.settings)
+        worker = dramatiq.Worker(runtime.broker, worker_threads=self.settings.job_worker_threads)
+        worker.start()
+        stop = asyncio.Event()
+        relay = asyncio.create_task(
+            relay_forever(self.db, runtime, self.settings.relay_interval_ms / 1000, self.settings.relay_batch, stop)
+        )
+        self._jobs = (runtime, worker, stop, relay)
+        log.info("background jobs run in this process (relay and %d handler threads)", self.settings.job_worker_threads)
 
     async def check_database_role(self) -> None:
         """Refuse (in production) to run as a role that row-level security does not bind."""
@@ -98,6 +119,14 @@ class Hub:
         log.warning(message)
 
     async def stop(self) -> None:
+        if self._jobs is not None:
+            runtime, worker, stop, relay = self._jobs
+            stop.set()
+            await relay
+            runtime.close()
+            worker.stop()
+            runtime.broker.close()
+            self._jobs = None
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()

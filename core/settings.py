@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     relay_interval_ms: int = Field(default=500, ge=10)
     relay_batch: int = Field(default=200, ge=1, le=10_000)
     scheduler_tick_ms: int = Field(default=15_000, ge=100)
+    # Run the relay and the event handlers inside the API process (what `carehub demo` does for the embedded
+    # default); otherwise run `carehub worker` beside the API.
+    jobs_in_process: bool = False
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 

@@ -150,6 +150,18 @@ def test_demo_serves_the_hub(env: dict[str, str]) -> None:
             except OSError:
                 time.sleep(0.3)
         assert status == 200
+        # The embedded default runs its background jobs in the same process: the demo's no-shows get their
+        # follow-up tasks without any other command.
+        database = Path(env["CAREHUB_DATABASE_URL"].split(":///", 1)[1])
+
+        def follow_ups() -> int:
+            with sqlite3.connect(database) as conn:
+                query = "SELECT count(*) FROM tasks WHERE template_code = 'noshow-follow-up'"
+                return int(conn.execute(query).fetchone()[0])
+
+        while time.monotonic() < deadline and follow_ups() < 6:
+            time.sleep(0.3)
+        assert follow_ups() == 6
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=20)
