@@ -21,7 +21,7 @@ from core.db import make_engine, make_sessionmaker
 from core.jobs import scheduler
 from core.jobs.handlers import Event, on
 from core.jobs.relay import relay_once
-from core.jobs.runtime import QUEUE, JobRuntime, Refused, message_for
+from core.jobs.runtime import CRITICAL_QUEUE, NAMESPACE, QUEUE, JobRuntime, Refused, message_for
 from core.outbox import OutboxEvent
 from core.settings import Settings
 from tenants.context import network_scope, tenant_context
@@ -37,10 +37,11 @@ class Running:
         self.worker = dramatiq.Worker(self.runtime.broker, worker_threads=1, worker_timeout=100)
 
     def drain(self) -> None:
-        if isinstance(self.runtime.broker, StubBroker):
-            self.runtime.broker.join(QUEUE, timeout=30_000, fail_fast=False)
-        else:
-            self.runtime.broker.join(QUEUE, timeout=30_000)
+        for queue in (CRITICAL_QUEUE, QUEUE):
+            if isinstance(self.runtime.broker, StubBroker):
+                self.runtime.broker.join(queue, timeout=30_000, fail_fast=False)
+            else:
+                self.runtime.broker.join(queue, timeout=30_000)
         self.worker.join()
 
 
@@ -451,3 +452,47 @@ async def test_an_overdue_task_escalates_level_by_level(
     assert stored["escalation_level"] == 3
     comments = (await client.get(f"/api/v1/tasks/{task.json()['id']}/comments", headers=admin)).json()
     assert [c["body"] for c in comments][-1] == "Escalated automatically to level 3."
+
+
+async def test_one_tenants_backlog_does_not_hold_back_anothers_critical_result(
+    client: AsyncTestClient[Any], world: World, settings: Settings, db: async_sessionmaker[AsyncSession]
+) -> None:
+    # Tenant B has 300 events waiting; then tenant A receives a critical lab result.
+    with tenant_context(world.tenant_b):
+        async with db() as session, session.begin():
+            for n in range(300):
+                outbox.emit(session, "test.backlog", {"n": n})
+    admin = await login(client, "admin.a@test.example", world.slug_a)
+    patient = (await client.post("/api/v1/patients", json=patient_body("JB-9"), headers=admin)).json()
+    critical = await client.post(
+        f"/api/v1/patients/{patient['id']}/results",
+        headers=admin,
+        json={
+            "code": "2823-3",
+            "display": "Potassium",
+            "value": "7.1",
+            "interpretation": "critical",
+            "status": "final",
+            "effective_at": (datetime.now(UTC) - timedelta(minutes=5)).isoformat(),
+        },
+    )
+    assert critical.status_code == 201
+    runtime = JobRuntime(settings)  # no worker: look at what the relay hands over
+    try:
+        assert await relay_once(db, runtime, batch=20) == 20
+        # A's events were in the first batch (round robin over tenants), the critical one on its own queue.
+        with network_scope("test: read the outbox"):
+            async with db() as session:
+                published = await session.scalar(
+                    select(OutboxEvent.published_at).where(OutboxEvent.topic == "lab_result.critical_received")
+                )
+        assert published is not None
+        if isinstance(runtime.broker, StubBroker):
+            waiting = runtime.broker.queues[CRITICAL_QUEUE].qsize()
+        else:
+            redis = Redis.from_url(settings.redis_url or "")
+            waiting = int(await redis.llen(f"{NAMESPACE}:{CRITICAL_QUEUE}"))
+            await redis.aclose()
+        assert waiting == 1
+    finally:
+        runtime.broker.close()

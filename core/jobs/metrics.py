@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import utcnow
 from core.jobs.models import DeadLetter, JobReceipt
-from core.jobs.runtime import NAMESPACE, QUEUE
+from core.jobs.runtime import CRITICAL_QUEUE, NAMESPACE, QUEUE
 from core.outbox import OutboxEvent
 from tenants.context import network_scope
 
@@ -30,6 +30,7 @@ class JobStats:
     latency_p95_seconds: float | None
     queue_depth: int | None
     delayed_depth: int | None
+    critical_depth: int | None
 
 
 def _quantile(values: list[float], q: float) -> float | None:
@@ -69,10 +70,11 @@ async def collect(session: AsyncSession, redis: Redis | None) -> JobStats:
             select(func.count()).select_from(JobReceipt).where(JobReceipt.processed_at >= now - WINDOW)
         )
     latencies = [max((done - created).total_seconds(), 0.0) for done, created in pairs]
-    depth = delayed = None
+    depth = delayed = critical = None
     if redis is not None:
         depth = int(await redis.llen(f"{NAMESPACE}:{QUEUE}"))
         delayed = int(await redis.llen(f"{NAMESPACE}:{QUEUE}.DQ"))
+        critical = int(await redis.llen(f"{NAMESPACE}:{CRITICAL_QUEUE}"))
     return JobStats(
         outbox_unpublished=int(unpublished or 0),
         outbox_oldest_unpublished_seconds=max((now - oldest).total_seconds(), 0.0) if oldest else 0.0,
@@ -83,6 +85,7 @@ async def collect(session: AsyncSession, redis: Redis | None) -> JobStats:
         latency_p95_seconds=_quantile(latencies, 0.95),
         queue_depth=depth,
         delayed_depth=delayed,
+        critical_depth=critical,
     )
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db import utcnow
@@ -27,11 +27,23 @@ async def relay_once(db: async_sessionmaker[AsyncSession], runtime: JobRuntime, 
     """Hand one batch of unpublished events to the broker; the number handed over (raises if the broker is down)."""
     with network_scope("outbox relay: events of every tenant go to the job broker"):
         async with db() as session, session.begin():
+            # Fair across tenants: the first unpublished event of every tenant, then the second of every
+            # tenant, ... (oldest first within a tenant), so one tenant's backlog cannot hold the others back.
+            rank = (
+                func.row_number()
+                .over(partition_by=OutboxEvent.tenant_id, order_by=(OutboxEvent.created_at, OutboxEvent.id))
+                .label("rank")
+            )
+            ranked = (
+                select(OutboxEvent.id, OutboxEvent.created_at, rank)
+                .where(OutboxEvent.published_at.is_(None))
+                .subquery()
+            )
+            picked = select(ranked.c.id).order_by(ranked.c.rank, ranked.c.created_at).limit(batch)
             query = (
                 select(OutboxEvent)
-                .where(OutboxEvent.published_at.is_(None))
+                .where(OutboxEvent.id.in_(picked), OutboxEvent.published_at.is_(None))
                 .order_by(OutboxEvent.created_at, OutboxEvent.id)
-                .limit(batch)
             )
             if session.get_bind().dialect.name == "postgresql":
                 # Several relays may run: each takes rows no other one holds.

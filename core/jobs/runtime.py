@@ -39,6 +39,10 @@ from tenants.context import tenant_context
 
 log = logging.getLogger(__name__)
 QUEUE = "events"
+# Events that must not wait behind anyone's backlog: their own queue, and the workers take them first.
+CRITICAL_QUEUE = "critical"
+CRITICAL_TOPICS = frozenset({"lab_result.critical_received"})
+CRITICAL_ACTOR = "carehub.deliver.critical"
 NAMESPACE = "carehub:jobs"
 ACTOR = "carehub.deliver"
 
@@ -56,7 +60,9 @@ class DeadLetters(dramatiq.Middleware):
     def after_process_message(
         self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: BaseException | None = None
     ) -> None:
-        if exception is None or not message.failed or self.runtime is None or message.actor_name != ACTOR:
+        if exception is None or not message.failed or self.runtime is None:
+            return
+        if message.actor_name not in (ACTOR, CRITICAL_ACTOR):
             return
         body = message.args[0] if message.args else {}
         trace = str(message.options.get("traceback") or "")
@@ -122,8 +128,17 @@ class JobRuntime:
     def __init__(self, settings: Settings, broker: dramatiq.Broker | None = None) -> None:
         self.settings = settings
         self.broker = broker if broker is not None else make_broker(settings)
+        # dramatiq: lower numbers first when a worker holds messages of both.
         self.actor: dramatiq.Actor[Any, Any] = dramatiq.Actor(
-            self.deliver, broker=self.broker, actor_name=ACTOR, queue_name=QUEUE, priority=0, options={}
+            self.deliver, broker=self.broker, actor_name=ACTOR, queue_name=QUEUE, priority=100, options={}
+        )
+        self.critical_actor: dramatiq.Actor[Any, Any] = dramatiq.Actor(
+            self.deliver,
+            broker=self.broker,
+            actor_name=CRITICAL_ACTOR,
+            queue_name=CRITICAL_QUEUE,
+            priority=0,
+            options={},
         )
         self._db: async_sessionmaker[AsyncSession] | None = None
         for middleware in self.broker.middleware:
@@ -131,8 +146,9 @@ class JobRuntime:
                 middleware.runtime = self
 
     def send(self, message: dict[str, Any]) -> None:
-        """Put one (event, handler) message on the queue; raises when the broker is unreachable."""
-        self.actor.send(message)
+        """Put one (event, handler) message on its queue; raises when the broker is unreachable."""
+        actor = self.critical_actor if message.get("topic") in CRITICAL_TOPICS else self.actor
+        actor.send(message)
 
     def _sessionmaker(self) -> async_sessionmaker[AsyncSession]:
         # Made on first use, inside the worker's event loop (the engine belongs to that loop).
