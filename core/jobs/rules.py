@@ -23,6 +23,27 @@ from tenants.models import Membership
 NOSHOW_FOLLOW_UP_HOURS = 24
 
 
+def _add_task(session: AsyncSession, task: Task, reason: str, detail: dict[str, str]) -> None:
+    """A task a rule creates: with its first status, its audit event (by the system) and its own event."""
+    session.add(task)
+    session.add(TaskStatusChange(task_id=task.id, from_status=None, to_status="requested", reason=reason))
+    audit.record(
+        session,
+        audit.SYSTEM,
+        action="task.create",
+        resource_type="Task",
+        resource_id=task.id,
+        patient_id=task.patient_id,
+        detail=detail,
+    )
+    outbox.emit(
+        session,
+        "task.created",
+        {"task_id": str(task.id), "patient_id": str(task.patient_id), "priority": task.priority},
+        aggregate_id=task.patient_id,
+    )
+
+
 @on("appointment.noshow", "noshow-follow-up-task")
 async def noshow_follow_up(session: AsyncSession, event: Event) -> None:
     """A missed appointment gets a follow-up task for the clinician who was to see the patient."""
@@ -45,23 +66,7 @@ async def noshow_follow_up(session: AsyncSession, event: Event) -> None:
         status="requested",
         escalation_level=0,
     )
-    session.add(task)
-    session.add(TaskStatusChange(task_id=task.id, from_status=None, to_status="requested", reason="no-show"))
-    audit.record(
-        session,
-        audit.SYSTEM,
-        action="task.create",
-        resource_type="Task",
-        resource_id=task.id,
-        patient_id=task.patient_id,
-        detail={"rule": "appointment.noshow", "appointment_id": str(appointment.id)},
-    )
-    outbox.emit(
-        session,
-        "task.created",
-        {"task_id": str(task.id), "patient_id": str(task.patient_id), "priority": task.priority},
-        aggregate_id=task.patient_id,
-    )
+    _add_task(session, task, "no-show", {"rule": "appointment.noshow", "appointment_id": str(appointment.id)})
 
 
 async def _active_staff(session: AsyncSession, user_ids: list[uuid.UUID]) -> list[uuid.UUID]:
@@ -112,8 +117,7 @@ async def critical_result(session: AsyncSession, event: Event) -> None:
         status="requested",
         escalation_level=0,
     )
-    session.add(task)
-    session.add(TaskStatusChange(task_id=task.id, from_status=None, to_status="requested", reason="critical result"))
+    _add_task(session, task, "critical result", {"rule": "lab_result.critical_received", "result_id": str(result.id)})
     session.add(
         _alert(
             event,
@@ -125,21 +129,6 @@ async def critical_result(session: AsyncSession, event: Event) -> None:
             body=f"Reference range {result.reference_range or 'not given'}. A stat task was created.",
             task_id=task.id,
         )
-    )
-    audit.record(
-        session,
-        audit.SYSTEM,
-        action="task.create",
-        resource_type="Task",
-        resource_id=task.id,
-        patient_id=task.patient_id,
-        detail={"rule": "lab_result.critical_received", "result_id": str(result.id)},
-    )
-    outbox.emit(
-        session,
-        "task.created",
-        {"task_id": str(task.id), "patient_id": str(task.patient_id), "priority": task.priority},
-        aggregate_id=task.patient_id,
     )
 
 
