@@ -368,11 +368,11 @@ async def test_a_care_plan_change_alerts_the_rest_of_the_care_team(
     )
 
 
-async def _ticks(db: async_sessionmaker[AsyncSession]) -> int:
+async def _ticks(db: async_sessionmaker[AsyncSession], topic: str = "schedule.overdue_tasks") -> int:
     with network_scope("test: count the ticks"):
         async with db() as session:
             count = await session.scalar(
-                select(func.count()).select_from(OutboxEvent).where(OutboxEvent.topic == "schedule.overdue_tasks")
+                select(func.count()).select_from(OutboxEvent).where(OutboxEvent.topic == topic)
             )
     return int(count or 0)
 
@@ -382,9 +382,10 @@ async def test_several_schedulers_write_each_period_once(world: World, db: async
     # Two schedulers tick at the same moment, and one again later in the same minute.
     written = await asyncio.gather(scheduler.tick(db, now), scheduler.tick(db, now))
     written_again = await scheduler.tick(db, now + timedelta(seconds=20))
-    assert sum(written) + written_again == 2 and await _ticks(db) == 2  # one per active tenant
-    await scheduler.tick(db, now + timedelta(seconds=60))  # the next period
-    assert await _ticks(db) == 4
+    # One event per rule and active tenant: the overdue check (every minute) and the pruning (every hour).
+    assert sum(written) + written_again == 4 and await _ticks(db) == 2
+    await scheduler.tick(db, now + timedelta(seconds=60))  # the overdue check's next period, the same hour
+    assert await _ticks(db) == 4 and await _ticks(db, "schedule.prune_outbox") == 2
 
 
 @pytest.mark.postgres_only
@@ -496,3 +497,19 @@ async def test_one_tenants_backlog_does_not_hold_back_anothers_critical_result(
         assert waiting == 1
     finally:
         runtime.broker.close()
+
+
+async def test_published_events_are_pruned_after_a_week(
+    world: World, jobs: Running, db: async_sessionmaker[AsyncSession]
+) -> None:
+    now = datetime.now(UTC)
+    with tenant_context(world.tenant_a):
+        async with db() as session, session.begin():
+            for topic, published in (("old", now - timedelta(days=8)), ("recent", now - timedelta(days=1))):
+                session.add(OutboxEvent(topic=f"test.{topic}", payload={}, published_at=published))
+    await scheduler.tick(db, now)
+    await _process(db, jobs)
+    with network_scope("test: read the outbox"):
+        async with db() as session:
+            topics = set(await session.scalars(select(OutboxEvent.topic)))
+    assert "test.recent" in topics and "test.old" not in topics

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit, outbox
@@ -16,6 +16,8 @@ from core.careplans.models import CarePlan, CarePlanVersion
 from core.careteams.models import CareTeam, CareTeamMember
 from core.db import utcnow
 from core.jobs.handlers import Event, on
+from core.jobs.models import JobReceipt
+from core.outbox import OutboxEvent
 from core.results.models import LabResult
 from core.tasks.models import OPEN_STATUSES, Task, TaskComment, TaskStatusChange
 from tenants.models import Membership
@@ -220,3 +222,20 @@ async def escalate_overdue_tasks(session: AsyncSession, event: Event) -> None:
             {"task_id": str(task.id), "patient_id": str(task.patient_id), "level": target},
             aggregate_id=task.patient_id,
         )
+
+
+# Published events are kept a week (to trace what happened), receipts a month (longer than any redelivery).
+OUTBOX_RETENTION = timedelta(days=7)
+RECEIPT_RETENTION = timedelta(days=30)
+
+
+@on("schedule.prune_outbox", "prune-outbox")
+async def prune_outbox(session: AsyncSession, event: Event) -> None:
+    """Delete the tenant's published events and old receipts past their retention (hourly)."""
+    at = datetime.fromisoformat(event.payload["at"])
+    await session.execute(
+        delete(OutboxEvent).where(
+            OutboxEvent.published_at.is_not(None), OutboxEvent.published_at < at - OUTBOX_RETENTION
+        )
+    )
+    await session.execute(delete(JobReceipt).where(JobReceipt.processed_at < at - RECEIPT_RETENTION))

@@ -33,7 +33,7 @@ class PeriodicRule:
     period_seconds: int
 
 
-RULES = (PeriodicRule("schedule.overdue_tasks", 60),)
+RULES = (PeriodicRule("schedule.overdue_tasks", 60), PeriodicRule("schedule.prune_outbox", 3600))
 
 
 def period_of(rule: PeriodicRule, now: datetime) -> int:
