@@ -26,6 +26,20 @@ async def require_staff(session: AsyncSession, user_id: uuid.UUID, field: str) -
         raise InvalidInput("no active staff member of this tenant has this id", field=field)
 
 
+async def active_staff(session: AsyncSession, user_ids: Iterable[uuid.UUID]) -> list[uuid.UUID]:
+    """Those of ``user_ids`` who are active staff members of the caller's tenant, in the order given."""
+    wanted = list(user_ids)
+    if not wanted:
+        return []
+    rows = await session.scalars(
+        select(Membership.user_id).where(
+            Membership.user_id.in_(wanted), Membership.is_active.is_(True), Membership.patient_id.is_(None)
+        )
+    )
+    active = set(rows.all())
+    return [u for u in wanted if u in active]
+
+
 async def names(
     session: AsyncSession, user_ids: Iterable[uuid.UUID | None], *, active_staff_only: bool = False
 ) -> dict[uuid.UUID, str]:

@@ -40,18 +40,25 @@ def _quantile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def collect(session: AsyncSession, redis: Redis | None) -> JobStats:
-    """Aggregates over every tenant (no tenant or patient appears in them)."""
-    now = utcnow()
+async def backlog(session: AsyncSession) -> tuple[int, int]:
+    """What waits: unpublished outbox events and dead letters nobody has replayed (two counts, for /readyz)."""
     with network_scope("job metrics: counts over every tenant"):
         unpublished = await session.scalar(
             select(func.count()).select_from(OutboxEvent).where(OutboxEvent.published_at.is_(None))
         )
-        oldest = await session.scalar(
-            select(func.min(OutboxEvent.created_at)).where(OutboxEvent.published_at.is_(None))
-        )
         pending = await session.scalar(
             select(func.count()).select_from(DeadLetter).where(DeadLetter.replay_requested_at.is_(None))
+        )
+    return int(unpublished or 0), int(pending or 0)
+
+
+async def collect(session: AsyncSession, redis: Redis | None) -> JobStats:
+    """Aggregates over every tenant (no tenant or patient appears in them)."""
+    now = utcnow()
+    unpublished, pending = await backlog(session)
+    with network_scope("job metrics: counts over every tenant"):
+        oldest = await session.scalar(
+            select(func.min(OutboxEvent.created_at)).where(OutboxEvent.published_at.is_(None))
         )
         replayed = await session.scalar(
             select(func.count()).select_from(DeadLetter).where(DeadLetter.replay_requested_at.is_not(None))
@@ -76,9 +83,9 @@ async def collect(session: AsyncSession, redis: Redis | None) -> JobStats:
         delayed = int(await redis.llen(f"{NAMESPACE}:{QUEUE}.DQ"))
         critical = int(await redis.llen(f"{NAMESPACE}:{CRITICAL_QUEUE}"))
     return JobStats(
-        outbox_unpublished=int(unpublished or 0),
+        outbox_unpublished=unpublished,
         outbox_oldest_unpublished_seconds=max((now - oldest).total_seconds(), 0.0) if oldest else 0.0,
-        dead_letters_pending=int(pending or 0),
+        dead_letters_pending=pending,
         dead_letters_replayed=int(replayed or 0),
         handled_last_hour=int(handled or 0),
         latency_p50_seconds=_quantile(latencies, 0.5),

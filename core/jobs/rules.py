@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import audit, outbox
+from core import audit, outbox, staff
 from core.alerts.models import Alert
 from core.appointments.models import Appointment
 from core.careplans.models import CarePlan, CarePlanVersion
@@ -20,7 +20,6 @@ from core.jobs.models import JobReceipt
 from core.outbox import OutboxEvent
 from core.results.models import LabResult
 from core.tasks.models import OPEN_STATUSES, Task, TaskComment, TaskStatusChange
-from tenants.models import Membership
 
 NOSHOW_FOLLOW_UP_HOURS = 24
 
@@ -71,16 +70,12 @@ async def noshow_follow_up(session: AsyncSession, event: Event) -> None:
     _add_task(session, task, "no-show", {"rule": "appointment.noshow", "appointment_id": str(appointment.id)})
 
 
-async def _active_staff(session: AsyncSession, user_ids: list[uuid.UUID]) -> list[uuid.UUID]:
-    if not user_ids:
-        return []
-    rows = await session.scalars(
-        select(Membership.user_id).where(
-            Membership.user_id.in_(user_ids), Membership.is_active.is_(True), Membership.patient_id.is_(None)
-        )
+async def _care_team_lead(session: AsyncSession, patient_id: uuid.UUID) -> uuid.UUID | None:
+    return await session.scalar(
+        select(CareTeamMember.user_id)
+        .join(CareTeam, CareTeam.id == CareTeamMember.team_id)
+        .where(CareTeam.patient_id == patient_id, CareTeamMember.is_lead.is_(True))
     )
-    active = set(rows.all())
-    return [u for u in user_ids if u in active]
 
 
 def _alert(event: Event, user_id: uuid.UUID, **fields: Any) -> Alert:
@@ -94,17 +89,13 @@ async def critical_result(session: AsyncSession, event: Event) -> None:
     if result is None or result.acknowledged_at is not None:
         return  # gone, or already seen by a clinician
     candidates = [result.ordered_by] if result.ordered_by else []
-    lead = await session.scalar(
-        select(CareTeamMember.user_id)
-        .join(CareTeam, CareTeam.id == CareTeamMember.team_id)
-        .where(CareTeam.patient_id == result.patient_id, CareTeamMember.is_lead.is_(True))
-    )
+    lead = await _care_team_lead(session, result.patient_id)
     if lead:
         candidates.append(lead)
-    staff = await _active_staff(session, [c for c in candidates if c is not None])
-    if not staff:
+    reachable = await staff.active_staff(session, [c for c in candidates if c is not None])
+    if not reachable:
         return
-    clinician = staff[0]
+    clinician = reachable[0]
     value = f"{result.value} {result.unit or ''}".strip()
     task = Task(
         id=uuid.uuid4(),
@@ -149,7 +140,7 @@ async def care_plan_changed(session: AsyncSession, event: Event) -> None:
         .join(CareTeam, CareTeam.id == CareTeamMember.team_id)
         .where(CareTeam.patient_id == plan.patient_id, CareTeamMember.user_id.is_not(None))
     )
-    for user_id in await _active_staff(session, [u for u in members.all() if u is not None and u != changed_by]):
+    for user_id in await staff.active_staff(session, [u for u in members.all() if u is not None and u != changed_by]):
         session.add(
             _alert(
                 event,
@@ -182,14 +173,10 @@ async def escalate_overdue_tasks(session: AsyncSession, event: Event) -> None:
         target = sum(1 for minutes in ESCALATION_DELAYS_MINUTES if at >= task.due_at + timedelta(minutes=minutes))
         if target <= task.escalation_level:
             continue
-        lead = await session.scalar(
-            select(CareTeamMember.user_id)
-            .join(CareTeam, CareTeam.id == CareTeamMember.team_id)
-            .where(CareTeam.patient_id == task.patient_id, CareTeamMember.is_lead.is_(True))
-        )
+        lead = await _care_team_lead(session, task.patient_id)
         chain = [task.assignee_id or task.owner_id, task.owner_id, lead]
         for level in range(task.escalation_level + 1, target + 1):
-            recipients = await _active_staff(session, [u for u in [chain[level - 1]] if u is not None])
+            recipients = await staff.active_staff(session, [u for u in [chain[level - 1]] if u is not None])
             for user_id in recipients:
                 session.add(
                     Alert(

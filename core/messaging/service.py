@@ -390,13 +390,7 @@ async def _sent(session: AsyncSession, principal: Principal, access: _Access, me
     thread = access.thread
     # Only members still active on the staff are told (a removed member stays in the thread's record).
     others = [p.user_id for p in access.participants if p.user_id is not None and p.id != access.me.id]
-    active = set(
-        await session.scalars(
-            select(Membership.user_id).where(
-                Membership.user_id.in_(others), Membership.is_active.is_(True), Membership.patient_id.is_(None)
-            )
-        )
-    )
+    active = set(await staff.active_staff(session, others))
     audit.record(
         session,
         principal.actor,

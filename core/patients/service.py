@@ -9,7 +9,7 @@ import msgspec
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import audit, outbox
+from core import audit, inputs, outbox
 from core.db import utcnow
 from core.errors import Conflict, InvalidInput
 from core.patients.models import Patient, PatientIdentifier
@@ -156,7 +156,7 @@ async def update(
 ) -> PatientOut:
     principal.require("patients", "write")
     patient = await _load(session, principal, patient_id, "patient.update")
-    given = {f: getattr(changes, f) for f in changes.__struct_fields__ if getattr(changes, f) is not msgspec.UNSET}
+    given = inputs.given(changes)
     for field in ("given_name", "family_name", "birth_date", "sex"):
         if field in given and given[field] is None:
             raise InvalidInput(f"{field} cannot be empty", field=field)
