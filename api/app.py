@@ -28,6 +28,7 @@ from api.controllers.health import healthz, metrics_endpoint, readyz
 from api.controllers.jobs import JobController
 from api.controllers.messaging import ThreadController
 from api.controllers.network import InvitationController, NetworkController
+from api.controllers.notifications import AlertSettingsController, NotificationPreferenceController
 from api.controllers.patients import PatientController
 from api.controllers.portal import PortalController
 from api.controllers.results import ResultController
@@ -132,6 +133,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ThreadController,
             ResultController,
             PortalController,
+            AlertSettingsController,
+            NotificationPreferenceController,
             FhirController,
             JobController,
             AlertController,

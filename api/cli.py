@@ -74,7 +74,16 @@ def cmd_worker(settings: Settings, _args: argparse.Namespace) -> int:
     from core.db import make_engine, make_sessionmaker
     from core.jobs.relay import relay_forever
     from core.jobs.runtime import JobRuntime
+    from core.notify import delivery
+    from core.plugins import PluginError
 
+    delivery.configure(settings.channel_config)
+    try:
+        ready = delivery.configured_channels()  # a bad channel setting stops the worker now, not at the first send
+    except PluginError as exc:
+        print(f"carehub worker: {exc}", file=sys.stderr)
+        return 2
+    print(f"carehub worker: notification channels: in_app{''.join(', ' + name for name in sorted(ready))}")
     runtime = JobRuntime(settings)
     worker = dramatiq.Worker(runtime.broker, worker_threads=settings.job_worker_threads)
     worker.start()

@@ -67,12 +67,17 @@ class Hub:
             self._start_jobs()
 
     def _start_jobs(self) -> None:
-        """The embedded default's background work, inside this process: the relay and the event handlers."""
+        """The embedded default's background work, inside this process: the relay, the event handlers and the
+        periodic rules (a single process: no leader election)."""
         import dramatiq
 
+        from core.jobs import scheduler
         from core.jobs.relay import relay_forever
         from core.jobs.runtime import JobRuntime
+        from core.notify import delivery
 
+        delivery.configure(self.settings.channel_config)
+        delivery.configured_channels()  # a bad channel setting stops the start, not the first send
         runtime = JobRuntime(self.settings)
         worker = dramatiq.Worker(runtime.broker, worker_threads=self.settings.job_worker_threads)
         worker.start()
@@ -80,8 +85,12 @@ class Hub:
         relay = asyncio.create_task(
             relay_forever(self.db, runtime, self.settings.relay_interval_ms / 1000, self.settings.relay_batch, stop)
         )
-        self._jobs = (runtime, worker, stop, relay)
-        log.info("background jobs run in this process (relay and %d handler threads)", self.settings.job_worker_threads)
+        ticks = asyncio.create_task(scheduler.run(self.db, None, self.settings.scheduler_tick_ms / 1000, stop))
+        self._jobs = (runtime, worker, stop, relay, ticks)
+        log.info(
+            "background jobs run in this process (relay, scheduler and %d handler threads)",
+            self.settings.job_worker_threads,
+        )
 
     async def check_database_role(self) -> None:
         """Refuse (in production) to run as a role that row-level security does not bind."""
@@ -120,9 +129,10 @@ class Hub:
 
     async def stop(self) -> None:
         if self._jobs is not None:
-            runtime, worker, stop, relay = self._jobs
+            runtime, worker, stop, relay, ticks = self._jobs
             stop.set()
             await relay
+            await ticks
             runtime.close()
             worker.stop()
             runtime.broker.close()

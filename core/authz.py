@@ -65,6 +65,8 @@ DEFAULT_POLICIES: tuple[tuple[str, str, str, str], ...] = (
     ("tenant_admin", "*", "jobs", "*"),
     # Every staff member's own alert inbox.
     *((role, "*", "alerts", "*") for role in ("tenant_admin", "care_manager", "clinician", "chw", "partner_staff")),
+    # Notifications (migration 0004): the tenant's alert rule settings.
+    ("tenant_admin", "*", "alert_settings", "*"),
 )
 
 

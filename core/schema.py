@@ -12,6 +12,7 @@ from core.careteams import models as careteam_models
 from core.db import Base
 from core.jobs import models as job_models
 from core.messaging import models as messaging_models
+from core.notify import models as notify_models
 from core.patients import models as patient_models
 from core.results import models as result_models
 from core.tasks import models as task_models
@@ -32,6 +33,7 @@ _MODULES = (
     result_models,
     job_models,
     alert_models,
+    notify_models,
 )
 
 

@@ -15,6 +15,16 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 LOCAL_KEY_FILE = "jwt-signing.key"
+CHANNEL_PREFIX = "CAREHUB_CHANNEL_"
+
+
+def _channel_environment() -> dict[str, str]:
+    """Every ``CAREHUB_CHANNEL_<KEY>`` variable as ``<key>`` (lower case): the notification channels' settings."""
+    return {
+        name[len(CHANNEL_PREFIX) :].lower(): value
+        for name, value in os.environ.items()
+        if name.upper().startswith(CHANNEL_PREFIX) and len(name) > len(CHANNEL_PREFIX)
+    }
 
 
 class SettingsError(Exception):
@@ -71,6 +81,9 @@ class Settings(BaseSettings):
     # Run the relay and the event handlers inside the API process (what `carehub demo` does for the embedded
     # default); otherwise run `carehub worker` beside the API.
     jobs_in_process: bool = False
+    # Settings of the notification channel plugins (SMTP server, SMS gateway ...): read from every
+    # CAREHUB_CHANNEL_<KEY> variable, handed to the plugins as {"<key>": value}. See docs/plugins.md.
+    channel_config: dict[str, str] = Field(default_factory=_channel_environment)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import uuid
 
 import msgspec
-from litestar import Controller, Response, get, post
+from litestar import Controller, Response, get, post, put
 from litestar.params import FromPath, JSONBody
 
 from api.controllers.messaging import download_headers
 from api.deps import Caller, Config, Db, Limit, Offset, PageInfo, next_offset
 from core.messaging.blobs import blob_store
 from core.messaging.schemas import MESSAGE_REQUEST_LIMIT, MessageCreate
+from core.notify import service as notify
+from core.notify.schemas import NotificationOut, PreferencesBody, PreferencesOut
 from core.portal import schemas, service
 
 
@@ -50,6 +52,11 @@ class ThreadPage(msgspec.Struct):
     page: PageInfo
 
 
+class NotificationPage(msgspec.Struct):
+    items: list[NotificationOut]
+    page: PageInfo
+
+
 class PortalController(Controller):
     path = "/api/v1/portal"
     tags = ["portal"]
@@ -57,6 +64,27 @@ class PortalController(Controller):
     @get("/me", summary="Your details and your care team")
     async def me(self, session: Db, principal: Caller) -> schemas.Me:
         return await service.me(session, principal)
+
+    @get("/notifications", summary="Messages from your care team's systems (reminders), newest first")
+    async def notifications(
+        self, session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0
+    ) -> NotificationPage:
+        items = await notify.portal_notifications(session, principal, limit=limit, offset=offset)
+        return NotificationPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+
+    @post("/notifications/{notification_id:uuid}/read", status_code=200, summary="Mark a message read")
+    async def notification_read(
+        self, session: Db, principal: Caller, notification_id: FromPath[uuid.UUID]
+    ) -> NotificationOut:
+        return await notify.portal_mark_read(session, principal, notification_id)
+
+    @get("/notification-preferences", summary="How you want to be reached (email, text messages, quiet hours)")
+    async def preferences(self, session: Db, principal: Caller) -> PreferencesOut:
+        return await notify.portal_preferences(session, principal)
+
+    @put("/notification-preferences", status_code=200, summary="Choose how you want to be reached")
+    async def set_preferences(self, session: Db, principal: Caller, data: JSONBody[PreferencesBody]) -> PreferencesOut:
+        return await notify.set_portal_preferences(session, principal, data)
 
     @get("/care-plans", summary="Your care plans")
     async def care_plans(self, session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0) -> CarePlanPage:

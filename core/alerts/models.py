@@ -34,5 +34,8 @@ class Alert(IdMixin, TimestampMixin, TenantOwned, Base):
     state: Mapped[str] = mapped_column(String(16), default="open")
     source_event_id: Mapped[uuid.UUID]
     task_id: Mapped[uuid.UUID | None]
+    # What the alert is about, when not a task (e.g. "LabResult" and its id): settling that settles the alert.
+    subject_type: Mapped[str | None] = mapped_column(String(32))
+    subject_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
     acknowledged_at: Mapped[datetime | None]
     resolved_at: Mapped[datetime | None]

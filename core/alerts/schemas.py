@@ -17,6 +17,8 @@ class AlertOut(msgspec.Struct):
     state: str
     patient_id: uuid.UUID | None
     task_id: uuid.UUID | None
+    subject_type: str | None
+    subject_id: uuid.UUID | None
     created_at: datetime
     acknowledged_at: datetime | None
     resolved_at: datetime | None

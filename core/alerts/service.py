@@ -27,6 +27,8 @@ def to_out(alert: Alert) -> AlertOut:
         state=alert.state,
         patient_id=alert.patient_id,
         task_id=alert.task_id,
+        subject_type=alert.subject_type,
+        subject_id=alert.subject_id,
         created_at=alert.created_at,
         acknowledged_at=alert.acknowledged_at,
         resolved_at=alert.resolved_at,

@@ -33,7 +33,13 @@ class PeriodicRule:
     period_seconds: int
 
 
-RULES = (PeriodicRule("schedule.overdue_tasks", 60), PeriodicRule("schedule.prune_outbox", 3600))
+RULES = (
+    PeriodicRule("schedule.overdue_tasks", 60),
+    PeriodicRule("schedule.critical_results", 60),
+    PeriodicRule("schedule.deferred_notifications", 60),
+    PeriodicRule("schedule.appointment_reminders", 300),
+    PeriodicRule("schedule.prune_outbox", 3600),
+)
 
 
 def period_of(rule: PeriodicRule, now: datetime) -> int:

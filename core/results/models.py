@@ -38,6 +38,8 @@ class LabResult(IdMixin, TimestampMixin, TenantOwned, Base):
     released_to_patient: Mapped[bool] = mapped_column(default=False)
     acknowledged_at: Mapped[datetime | None]
     acknowledged_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    # Critical results not acknowledged in time escalate (see the alert settings); the level reached.
+    escalation_level: Mapped[int] = mapped_column(default=0)
 
 
 class EducationItem(IdMixin, TimestampMixin, TenantOwned, Base):

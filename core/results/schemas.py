@@ -52,6 +52,9 @@ class ResultOut(msgspec.Struct):
     acknowledged_by: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
+    # From the result's arrival in carehub to its acknowledgement (critical results escalate while it grows).
+    time_to_acknowledge_seconds: int | None = None
+    escalation_level: int = 0
 
 
 class EducationCreate(msgspec.Struct, forbid_unknown_fields=True):

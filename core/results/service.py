@@ -41,6 +41,10 @@ def result_out(result: LabResult) -> ResultOut:
         acknowledged_by=result.acknowledged_by,
         created_at=result.created_at,
         updated_at=result.updated_at,
+        time_to_acknowledge_seconds=(
+            int((result.acknowledged_at - result.created_at).total_seconds()) if result.acknowledged_at else None
+        ),
+        escalation_level=result.escalation_level,
     )
 
 
@@ -201,7 +205,11 @@ async def acknowledge_result(session: AsyncSession, principal: Principal, result
         result.acknowledged_at = now
         result.acknowledged_by = principal.user_id
         result.updated_at = now
-        payload = {**_event_payload(result), "acknowledged_by": str(principal.user_id)}
+        payload = {
+            **_event_payload(result),
+            "acknowledged_by": str(principal.user_id),
+            "seconds_to_acknowledge": int((now - result.created_at).total_seconds()),
+        }
         outbox.emit(session, "result.acknowledged", payload, aggregate_id=result.patient_id)
     audit.record(
         session,

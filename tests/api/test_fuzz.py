@@ -115,6 +115,20 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("POST", "/api/v1/patients/{patient}/education"): {"title": "t", "url": "https://example.org/x"},
     ("POST", "/api/v1/portal/threads"): {"subject": "s", "body": "b"},
+    ("PUT", "/api/v1/portal/notification-preferences"): {
+        "channels": ["sms"],
+        "phone": "+15551234567",
+        "quiet_hours": {"start": "21:00", "end": "07:30"},
+        "timezone": "America/Chicago",
+    },
+    ("PUT", "/api/v1/alert-settings"): {
+        "timezone": "Europe/Paris",
+        "overdue_escalation_minutes": [0, 30, 120],
+        "critical_result_escalation_minutes": [15, 45],
+        "patient_quiet_hours": {"start": "22:00", "end": "08:00"},
+    },
+    ("PUT", "/api/v1/me/notification-preferences"): {"channels": ["email"], "min_severity": "warning"},
+    ("PUT", "/api/v1/patients/{patient}/notification-preferences"): {"channels": ["email"], "email": "p@x.example"},
     ("POST", "/api/v1/portal/threads/{portal_thread}/messages"): {"body": "b"},
 }
 

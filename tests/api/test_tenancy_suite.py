@@ -14,6 +14,7 @@ from litestar.testing import AsyncTestClient
 from core.alerts.models import Alert
 from core.db import make_engine, make_sessionmaker
 from core.jobs.models import DeadLetter
+from core.notify.models import Notification
 from core.settings import Settings
 from tenants.context import tenant_context
 from tests.conftest import World, login, portal_login
@@ -21,6 +22,10 @@ from tests.factories import patient_body
 
 # Bodies valid in shape, so that the request reaches the lookup (and would change the record if found).
 BODIES: dict[tuple[str, str], Any] = {
+    ("PUT", "/api/v1/patients/{patient_id:uuid}/notification-preferences"): {
+        "channels": ["sms"],
+        "phone": "+15550001111",
+    },
     ("PATCH", "/api/v1/patients/{patient_id:uuid}"): {"given_name": "Hijacked"},
     ("PUT", "/api/v1/users/{user_id:uuid}/roles"): {"roles": ["tenant_admin"]},
     ("POST", "/api/v1/patients/{patient_id:uuid}/portal-invitation"): {"email": "intruder@a.example"},
@@ -170,10 +175,22 @@ async def _other_tenant_ids(client: AsyncTestClient[Any], world: World, settings
                 source_event_id=uuid.uuid4(),
             )
             session.add(alert)
+            notification = Notification(
+                id=uuid.uuid4(),
+                patient_id=uuid.UUID(patient["id"]),
+                channel="in_app",
+                kind="appointment.reminder",
+                subject="B reminder",
+                text="B reminder",
+                dedupe_key="b",
+                status="sent",
+            )
+            session.add(notification)
     await engine.dispose()
     return {
         "dead_letter_id": str(letter.id),
         "alert_id": str(alert.id),
+        "notification_id": str(notification.id),
         "result_id": result["id"],
         "item_id": item["id"],
         "thread_id": thread["id"],
