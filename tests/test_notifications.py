@@ -225,16 +225,19 @@ async def test_appointment_reminders_go_out_once_per_offset_without_clinical_det
     portal_copy = next(n for n in first if n["channel"] == "in_app")
     assert REASON in portal_copy["text"]  # the portal may say why
 
+    # The patient signs in to the portal and chooses email only: their choice wins over the appointment's.
+    portal = await portal_login(client, admin, patient["id"], "ada.portal@example.org", world.slug_a)
+    chosen = await client.put("/api/v1/portal/notification-preferences", headers=portal, json={"channels": ["email"]})
+    assert chosen.status_code == 200 and chosen.json()["channels"] == ["email"]
     second = await at(23)
-    assert len(second) == 6 and len(outside.texts) == 2 and len(outside.emails) == 2
+    assert len(second) == 5 and len(outside.texts) == 1 and len(outside.emails) == 2
 
     # The patient reads the reminders in the portal (only the in-app copies, only their own).
-    portal = await portal_login(client, admin, patient["id"], "ada.portal@example.org", world.slug_a)
     inbox = (await client.get("/api/v1/portal/notifications", headers=portal)).json()["items"]
     assert [n["channel"] for n in inbox] == ["in_app", "in_app"] and all(n["read_at"] is None for n in inbox)
     read = await client.post(f"/api/v1/portal/notifications/{inbox[0]['id']}/read", headers=portal)
     assert read.status_code == 200 and read.json()["read_at"]
-    sms_id = next(n["id"] for n in second if n["channel"] == "sms")
+    sms_id = next(n["id"] for n in second if n["channel"] == "sms")  # the first reminder's text
     assert (await client.post(f"/api/v1/portal/notifications/{sms_id}/read", headers=portal)).status_code == 404
 
 

@@ -93,7 +93,8 @@ async def to_patient(
     """The portal copy (always) and one queued message per external channel the patient accepts."""
     done = await _existing(session, dedupe_key)
     pref = await session.scalar(select(NotificationPreference).where(NotificationPreference.patient_id == patient.id))
-    accepted = set(pref.channels) if pref is not None and pref.channels else set(channels_wanted)
+    # The patient's own choice, once made, wins over what the appointment asked for (no channels: portal only).
+    accepted = set(pref.channels) if pref is not None else set(channels_wanted)
     made: list[Notification] = []
     now = utcnow()
     if "in_app" not in done:
