@@ -30,6 +30,7 @@ check: lint test
 bench: install
 	$(BIN)/python -m bench.authz
 	$(BIN)/python -m bench.jobs 2000
+	$(BIN)/python -m bench.fairness 10000
 	BIN=$(BIN) bash bench/http.sh 10
 
 clean:

@@ -47,12 +47,10 @@ def bench_settings() -> Settings:
     return settings
 
 
-async def pipeline(settings: Settings, events: int) -> tuple[float, str]:
-    await migrate.grant_app_role(settings)  # as `carehub db upgrade` does
-    engine = make_engine(settings.database_url)
-    db = make_sessionmaker(engine)
+async def new_tenant(settings: Settings, name: str = "B") -> uuid.UUID:
+    """An active tenant in a network of its own (networks and tenants are the table owner's to create)."""
     tenant_id = uuid.uuid4()
-    owner = make_engine(settings.owner_database_url)  # networks and tenants are the owner's to create
+    owner = make_engine(settings.owner_database_url)
     with network_scope("bench: set up a tenant"):
         async with make_sessionmaker(owner)() as session, session.begin():
             network = Network(id=uuid.uuid4(), slug=f"bench-{tenant_id.hex[:8]}", name="Bench")
@@ -62,12 +60,20 @@ async def pipeline(settings: Settings, events: int) -> tuple[float, str]:
                     id=tenant_id,
                     network_id=network.id,
                     slug=f"b-{tenant_id.hex[:12]}",
-                    name="B",
+                    name=name,
                     kind="clinic",
                     status="active",
                 )
             )
     await owner.dispose()
+    return tenant_id
+
+
+async def pipeline(settings: Settings, events: int) -> tuple[float, str]:
+    await migrate.grant_app_role(settings)  # as `carehub db upgrade` does
+    engine = make_engine(settings.database_url)
+    db = make_sessionmaker(engine)
+    tenant_id = await new_tenant(settings)
     with tenant_context(tenant_id):
         for start in range(0, events, 1000):
             async with db() as session, session.begin():

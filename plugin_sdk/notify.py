@@ -28,7 +28,8 @@ class OutboundMessage:
 
 class ChannelError(Exception):
     """Delivery failed. ``permanent``: retrying cannot help (bad address, rejected content); otherwise carehub
-    retries with backoff and, after the last retry, records the notification as failed."""
+    retries with backoff and, after the last retry, keeps the job in the tenant's dead-letter list (a replay
+    sends the notification again)."""
 
     def __init__(self, message: str, *, permanent: bool = False) -> None:
         super().__init__(message)

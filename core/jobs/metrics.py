@@ -1,8 +1,12 @@
-"""Numbers about the background jobs, read at scrape time from the database (and Redis when it is the broker)."""
+"""Numbers about the background jobs, read at scrape time from the database (and Redis when it is the broker).
+
+The job counters (retries, failures for good, ordering waits) are kept in Redis when it is the broker, shared by
+every worker; with the in-process broker they are this process's own (its jobs run here).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from redis.asyncio import Redis
@@ -11,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import utcnow
 from core.jobs.models import DeadLetter, JobReceipt
-from core.jobs.runtime import CRITICAL_QUEUE, NAMESPACE, QUEUE
+from core.jobs.runtime import COUNTERS_KEY, CRITICAL_QUEUE, NAMESPACE, QUEUE, local_counts
 from core.outbox import OutboxEvent
 from tenants.context import network_scope
 
@@ -31,6 +35,8 @@ class JobStats:
     queue_depth: int | None
     delayed_depth: int | None
     critical_depth: int | None
+    # "retries:events" -> n: see core.jobs.runtime.count (empty when nothing was counted yet).
+    counters: dict[str, int] = field(default_factory=dict)
 
 
 def _quantile(values: list[float], q: float) -> float | None:
@@ -82,6 +88,10 @@ async def collect(session: AsyncSession, redis: Redis | None) -> JobStats:
         depth = int(await redis.llen(f"{NAMESPACE}:{QUEUE}"))
         delayed = int(await redis.llen(f"{NAMESPACE}:{QUEUE}.DQ"))
         critical = int(await redis.llen(f"{NAMESPACE}:{CRITICAL_QUEUE}"))
+        stored = await redis.hgetall(COUNTERS_KEY)
+        counters = {_text(name): int(value) for name, value in stored.items()}
+    else:
+        counters = local_counts()
     return JobStats(
         outbox_unpublished=unpublished,
         outbox_oldest_unpublished_seconds=max((now - oldest).total_seconds(), 0.0) if oldest else 0.0,
@@ -93,7 +103,12 @@ async def collect(session: AsyncSession, redis: Redis | None) -> JobStats:
         queue_depth=depth,
         delayed_depth=delayed,
         critical_depth=critical,
+        counters=counters,
     )
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def prometheus(stats: JobStats) -> str:
@@ -141,6 +156,25 @@ def prometheus(stats: JobStats) -> str:
         "carehub_job_queue_depth",
         "gauge",
         "Messages waiting in the broker (delayed: retries waiting).",
-        [(f'{{queue="{QUEUE}"}}', stats.queue_depth), (f'{{queue="{QUEUE}.delayed"}}', stats.delayed_depth)],
+        [
+            (f'{{queue="{QUEUE}"}}', stats.queue_depth),
+            (f'{{queue="{QUEUE}.delayed"}}', stats.delayed_depth),
+            (f'{{queue="{CRITICAL_QUEUE}"}}', stats.critical_depth),
+        ],
     )
+    for what, name, help_text in (
+        ("retries", "carehub_job_retries_total", "Failed job attempts put back for another try."),
+        ("failures", "carehub_job_failures_total", "Jobs given up after their last retry (or refused)."),
+        (
+            "order_waits",
+            "carehub_job_order_waits_total",
+            "Jobs put back to wait for an earlier event about the same record (not failures).",
+        ),
+    ):
+        metric(
+            name,
+            "counter",
+            help_text,
+            [(f'{{queue="{queue}"}}', stats.counters.get(f"{what}:{queue}", 0)) for queue in (QUEUE, CRITICAL_QUEUE)],
+        )
     return "\n".join(lines) + "\n"
