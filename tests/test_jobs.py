@@ -32,16 +32,16 @@ from tests.factories import patient_body
 class Running:
     """A job runtime with a worker thread consuming its queue."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, threads: int = 1) -> None:
         self.runtime = JobRuntime(settings)
-        self.worker = dramatiq.Worker(self.runtime.broker, worker_threads=1, worker_timeout=100)
+        self.worker = dramatiq.Worker(self.runtime.broker, worker_threads=threads, worker_timeout=100)
 
     def drain(self) -> None:
         for queue in (CRITICAL_QUEUE, QUEUE):
             if isinstance(self.runtime.broker, StubBroker):
-                self.runtime.broker.join(queue, timeout=30_000, fail_fast=False)
+                self.runtime.broker.join(queue, timeout=60_000, fail_fast=False)
             else:
-                self.runtime.broker.join(queue, timeout=30_000)
+                self.runtime.broker.join(queue, timeout=60_000)
         self.worker.join()
 
 

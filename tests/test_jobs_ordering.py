@@ -2,6 +2,8 @@
 worker threads and a retry in between, while another patient's events go ahead; retries and waits are counted on
 /metrics, and waiting is never counted as failing."""
 
+# ruff: noqa: F811 - the db fixture imported from tests.test_jobs is a parameter name here
+
 from __future__ import annotations
 
 import asyncio
@@ -12,22 +14,20 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import dramatiq
 import pytest
-from dramatiq.brokers.stub import StubBroker
 from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core import audit, outbox
-from core.db import make_engine, make_sessionmaker
 from core.jobs.handlers import Event, on
 from core.jobs.relay import QUEUE_LIMIT_BATCHES, relay_forever, relay_once
-from core.jobs.runtime import CRITICAL_QUEUE, QUEUE, JobRuntime, message_for, ordering_window
+from core.jobs.runtime import JobRuntime, message_for, ordering_window
 from core.outbox import OutboxEvent
 from core.settings import Settings
 from tenants.context import network_scope, tenant_context
 from tests.conftest import World, login
+from tests.test_jobs import Running, db  # noqa: F401 - the db fixture
 
 EVENTS_PER_PATIENT = 5
 # What the recording handler saw, in the order it committed: (patient, n).
@@ -52,26 +52,10 @@ async def _record(session: AsyncSession, event: Event) -> None:
         SLOW["other_done"].set()
 
 
-class Workers:
-    """A job runtime with several worker threads, so that messages really run side by side."""
-
-    def __init__(self, settings: Settings, threads: int) -> None:
-        self.runtime = JobRuntime(settings)
-        self.worker = dramatiq.Worker(self.runtime.broker, worker_threads=threads, worker_timeout=100)
-
-    def drain(self) -> None:
-        for queue in (CRITICAL_QUEUE, QUEUE):
-            if isinstance(self.runtime.broker, StubBroker):
-                self.runtime.broker.join(queue, timeout=60_000, fail_fast=False)
-            else:
-                self.runtime.broker.join(queue, timeout=60_000)
-        self.worker.join()
-
-
 @pytest.fixture
-def workers(settings: Settings) -> Iterator[Workers]:
+def workers(settings: Settings) -> Iterator[Running]:
     quick = settings.model_copy(update={"job_min_backoff_ms": 100, "job_max_backoff_ms": 500})
-    running = Workers(quick, threads=3)
+    running = Running(quick, threads=3)
     running.worker.start()
     try:
         yield running
@@ -79,13 +63,6 @@ def workers(settings: Settings) -> Iterator[Workers]:
         running.runtime.close()
         running.worker.stop()
         running.runtime.broker.close()
-
-
-@pytest.fixture
-async def db(settings: Settings) -> Any:
-    engine = make_engine(settings.database_url)
-    yield make_sessionmaker(engine)
-    await engine.dispose()
 
 
 def _metric(text: str, sample: str) -> float:
@@ -110,7 +87,7 @@ async def _counters(client: AsyncTestClient[Any]) -> dict[str, float]:
 
 
 async def test_a_patients_events_are_handled_in_order_and_another_patient_does_not_wait(
-    client: AsyncTestClient[Any], world: World, workers: Workers, db: async_sessionmaker[AsyncSession]
+    client: AsyncTestClient[Any], world: World, workers: Running, db: async_sessionmaker[AsyncSession]
 ) -> None:
     SEEN.clear()
     slow, other = uuid.uuid4(), uuid.uuid4()
@@ -173,7 +150,7 @@ async def test_an_earlier_event_that_will_never_be_handled_holds_the_patient_bac
                     )
                 )
             outbox.emit(session, "test.ordered", {"n": 2}, aggregate_id=patient)
-    running = Workers(short, threads=2)
+    running = Running(short, threads=2)
     running.worker.start()
     try:
         began = time.monotonic()
@@ -195,7 +172,7 @@ async def test_a_job_that_fails_for_good_is_counted_once_per_attempt(
     SEEN.clear()
     SLOW.update(patient=None, other=None, failed=0)
     quick = settings.model_copy(update={"job_max_retries": 2, "job_min_backoff_ms": 10, "job_max_backoff_ms": 50})
-    running = Workers(quick, threads=2)
+    running = Running(quick, threads=2)
     running.worker.start()
     try:
         before = await _counters(client)

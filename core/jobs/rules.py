@@ -263,12 +263,10 @@ async def prune_outbox(session: AsyncSession, event: Event) -> None:
 
 
 async def _tenant_admins(session: AsyncSession) -> list[uuid.UUID]:
-    rows = await session.scalars(
-        select(Membership.user_id).where(Membership.is_active.is_(True), Membership.patient_id.is_(None))
+    staff = await session.scalars(
+        select(Membership).where(Membership.is_active.is_(True), Membership.patient_id.is_(None))
     )
-    ids = list(rows.all())
-    admins = await session.scalars(select(Membership).where(Membership.user_id.in_(ids)))
-    return sorted(m.user_id for m in admins.all() if "tenant_admin" in (m.roles or []))
+    return sorted(m.user_id for m in staff.all() if "tenant_admin" in (m.roles or []))
 
 
 @on("schedule.critical_results", "critical-result-escalation")

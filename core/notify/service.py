@@ -14,6 +14,7 @@ from core.notify.models import Notification, NotificationPreference
 from core.notify.rules_config import check_timezone
 from core.notify.schemas import NotificationOut, PreferencesBody, PreferencesOut, QuietHours
 from core.patients.models import Patient
+from core.portal.service import own_patient
 from core.principal import Principal
 from core.records import get_or_404
 
@@ -154,23 +155,15 @@ async def patient_notifications(
     return items
 
 
-def _own(principal: Principal) -> uuid.UUID:
-    principal.require("portal", "read")
-    if principal.patient_id is None:
-        raise Forbidden("the portal is for patients' accounts", action="portal.read", resource_type="portal")
-    return principal.patient_id
-
-
 async def portal_preferences(session: AsyncSession, principal: Principal) -> PreferencesOut:
-    patient_id = _own(principal)
+    patient_id = own_patient(principal, "read")
     return _out(
         await session.scalar(select(NotificationPreference).where(NotificationPreference.patient_id == patient_id))
     )
 
 
 async def set_portal_preferences(session: AsyncSession, principal: Principal, body: PreferencesBody) -> PreferencesOut:
-    patient_id = _own(principal)
-    principal.require("portal", "write")
+    patient_id = own_patient(principal, "write")
     return await _save(session, principal, body, patient_id=patient_id)
 
 
@@ -178,7 +171,7 @@ async def portal_notifications(
     session: AsyncSession, principal: Principal, *, limit: int, offset: int
 ) -> list[NotificationOut]:
     """The patient's in-app messages (reminders and the like), newest first."""
-    patient_id = _own(principal)
+    patient_id = own_patient(principal, "read")
     rows = await session.scalars(
         select(Notification)
         .where(Notification.patient_id == patient_id, Notification.channel == "in_app")
@@ -190,7 +183,7 @@ async def portal_notifications(
 
 
 async def portal_mark_read(session: AsyncSession, principal: Principal, notification_id: uuid.UUID) -> NotificationOut:
-    patient_id = _own(principal)
+    patient_id = own_patient(principal, "read")
     n = await session.get(Notification, notification_id, with_for_update=True, populate_existing=True)
     if n is None or n.patient_id != patient_id or n.channel != "in_app":
         raise NotFound("notification not found")
