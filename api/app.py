@@ -17,15 +17,18 @@ from litestar.stores.redis import RedisStore
 from redis.exceptions import RedisError
 
 from api.auth import PUBLIC, AuthMiddleware
+from api.controllers.access import AccessController
 from api.controllers.alerts import AlertController
 from api.controllers.appointments import AppointmentController
 from api.controllers.audit import AuditController
 from api.controllers.auth import AuthController
 from api.controllers.careplans import CarePlanController
 from api.controllers.careteams import CareTeamController
+from api.controllers.consent import ConsentController, PortalConsentController
 from api.controllers.fhir import FhirController
 from api.controllers.health import healthz, metrics_endpoint, readyz
 from api.controllers.jobs import JobController
+from api.controllers.links import LinkController
 from api.controllers.messaging import ThreadController
 from api.controllers.network import InvitationController, NetworkController
 from api.controllers.notifications import AlertSettingsController, NotificationPreferenceController
@@ -125,6 +128,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             InvitationController,
             UserController,
             PatientController,
+            LinkController,
             AuditController,
             CareTeamController,
             CarePlanController,
@@ -138,6 +142,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
             FhirController,
             JobController,
             AlertController,
+            ConsentController,
+            PortalConsentController,
+            AccessController,
         ],
         dependencies=DEPENDENCIES,
         middleware=[RequestIdMiddleware, *(c.middleware for c in _rate_limits(settings)), AuthMiddleware],

@@ -67,6 +67,23 @@ DEFAULT_POLICIES: tuple[tuple[str, str, str, str], ...] = (
     *((role, "*", "alerts", "*") for role in ("tenant_admin", "care_manager", "clinician", "chw", "partner_staff")),
     # Notifications (migration 0004): the tenant's alert rule settings.
     ("tenant_admin", "*", "alert_settings", "*"),
+    # Consent and sharing across the network (migration 0005).
+    ("network_admin", "network", "consent_default", "*"),
+    *((role, "*", "consents", "*") for role in ("tenant_admin", "care_manager", "clinician")),
+    *((role, "*", "consents", "read") for role in ("chw", "privacy_officer")),
+    ("tenant_admin", "*", "links", "*"),
+    *((role, "*", "links", "read") for role in ("care_manager", "clinician", "privacy_officer")),
+    *(
+        (role, "*", "network_view", "read")
+        for role in ("tenant_admin", "care_manager", "clinician", "chw", "partner_staff")
+    ),
+    ("clinician", "*", "break_glass", "*"),
+    *((role, "*", "access_report", "read") for role in ("tenant_admin", "privacy_officer")),
+    ("privacy_officer", "*", "audit", "read"),
+    ("privacy_officer", "*", "alerts", "*"),
+    # Hospital encounters (discharges start transition-of-care tasks).
+    *((role, "*", "encounters", "*") for role in ("tenant_admin", "care_manager", "clinician")),
+    ("chw", "*", "encounters", "read"),
 )
 
 

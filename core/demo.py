@@ -14,6 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core import audit, demo_care
+from core.consent import linking
+from core.consent.models import Consent, PatientLink, PatientLinkKey
 from core.db import utcnow
 from core.messaging.blobs import BlobStore
 from core.patients.models import Patient, PatientIdentifier
@@ -35,6 +37,7 @@ USERS = (
     ("admin@stmarys.example", "Sam Admin", "st-marys", ("tenant_admin",)),
     ("carol.manager@stmarys.example", "Carol Manager", "st-marys", ("care_manager",)),
     ("dr.lee@stmarys.example", "Dr. Min Lee", "st-marys", ("clinician",)),
+    ("priya.privacy@stmarys.example", "Priya Shah", "st-marys", ("privacy_officer",)),
     ("admin@lakeside.example", "Luis Admin", "lakeside-general", ("tenant_admin",)),
     ("dr.patel@lakeside.example", "Dr. Asha Patel", "lakeside-general", ("clinician",)),
     ("admin@riverside.example", "Rita Admin", "riverside-clinic", ("tenant_admin",)),
@@ -194,6 +197,7 @@ async def seed(db: async_sessionmaker[AsyncSession], blobs: BlobStore, patients_
                     if network_id:
                         patient.identifiers = [PatientIdentifier(system=NETWORK_ID_SYSTEM, value=network_id)]
                     session.add(patient)
+                    await linking.sync_patient(session, patient, audit.SYSTEM)
                 audit.record(
                     session,
                     audit.SYSTEM,
@@ -204,4 +208,47 @@ async def seed(db: async_sessionmaker[AsyncSession], blobs: BlobStore, patients_
                 )
     for slug, (actor, clinicians) in CARE_DEMO.items():
         await demo_care.seed_tenant(db, blobs, tenants[slug].id, actor, clinicians, password_hash, PORTAL_USERS[slug])
+    await _seed_consent(db, tenants["st-marys"].id, tenants["riverside-clinic"].id, users["admin@stmarys.example"].id)
     return [DemoLogin(email, tenant, tuple(roles) or ("network_admin",)) for email, _n, tenant, roles in ALL_USERS]
+
+
+async def _seed_consent(
+    db: async_sessionmaker[AsyncSession], hospital: uuid.UUID, clinic: uuid.UUID, recorded_by: uuid.UUID
+) -> None:
+    """The first person known to both St. Mary's and Riverside Family Clinic (network id NET-1000) consented,
+    on a scanned form at St. Mary's, to Riverside seeing their care plan, tasks and appointments and results
+    for treatment and care coordination; Riverside is their primary care clinic."""
+    async with db() as session, session.begin():
+        links = {
+            link.tenant_id: link
+            for link in await session.scalars(
+                select(PatientLink)
+                .join(
+                    PatientLinkKey,
+                    (PatientLinkKey.tenant_id == PatientLink.tenant_id)
+                    & (PatientLinkKey.patient_id == PatientLink.patient_id),
+                )
+                .where(PatientLinkKey.system == NETWORK_ID_SYSTEM, PatientLinkKey.value == "NET-1000")
+            )
+        }
+        if hospital not in links or clinic not in links:
+            return
+        links[clinic].primary_care = True
+        session.add(
+            Consent(
+                person_id=links[hospital].person_id,
+                decision="permit",
+                grantee_kind="tenant",
+                grantee_tenant_id=clinic,
+                categories=["care_plan", "tasks_appointments", "clinical_results"],
+                purposes=["treatment", "care_coordination"],
+                period_start=utcnow() - timedelta(days=30),
+                period_end=None,
+                status="active",
+                source_kind="scanned_form",
+                source_reference="demo://consent-forms/NET-1000.pdf",
+                recorded_tenant_id=hospital,
+                recorded_patient_id=links[hospital].patient_id,
+                recorded_by=recorded_by,
+            )
+        )

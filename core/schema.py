@@ -9,7 +9,9 @@ from core.alerts import models as alert_models
 from core.appointments import models as appointment_models
 from core.careplans import models as careplan_models
 from core.careteams import models as careteam_models
+from core.consent import models as consent_models
 from core.db import Base
+from core.encounters import models as encounter_models
 from core.jobs import models as job_models
 from core.messaging import models as messaging_models
 from core.notify import models as notify_models
@@ -34,6 +36,8 @@ _MODULES = (
     job_models,
     alert_models,
     notify_models,
+    consent_models,
+    encounter_models,
 )
 
 

@@ -13,10 +13,12 @@ The only way around both is :func:`tenants.context.network_scope`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
 from sqlalchemy import ForeignKey, Table, event, text
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import (
     Mapped,
     ORMExecuteState,
@@ -29,7 +31,7 @@ from sqlalchemy.sql import visitors
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import ClauseElement
 
-from tenants.context import NoTenantContext, get_tenant_id, network_scope_reason
+from tenants.context import NoTenantContext, get_tenant_id, network_scope_reason, tenant_context
 
 _BEGUN_TENANT = "carehub.tenant_at_begin"
 _BEGUN_SCOPE = "carehub.network_scope_at_begin"
@@ -162,3 +164,29 @@ def _forget_tenant(session: Session, transaction: Any) -> None:
     if transaction.parent is None:
         session.info.pop(_BEGUN_TENANT, None)
         session.info.pop(_BEGUN_SCOPE, None)
+
+
+@asynccontextmanager
+async def other_tenant_session(session: AsyncSession, tenant_id: uuid.UUID) -> AsyncIterator[AsyncSession]:
+    """A session acting in ``tenant_id`` inside the block, for code that must write in another tenant while
+    ``session`` (in the current tenant) has a transaction open, such as a job handler writing follow-ups at the
+    tenant the patient's consent names.
+
+    On PostgreSQL it is a new session with its own transaction, committed at the end of the block (row-level
+    security is set for ``tenant_id`` on its connection). On SQLite, which has one writer at a time, it joins
+    ``session``'s transaction through a savepoint on the same connection, so that both commit or roll back together
+    (SQLite has no row-level security to reset; the ORM filter applies to ``tenant_id`` as everywhere).
+    """
+    bind = session.bind
+    assert bind is not None
+    with tenant_context(tenant_id):
+        if bind.dialect.name == "sqlite":
+            connection = await session.connection()
+            async with AsyncSession(
+                bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+            ) as other:
+                yield other
+                await other.commit()
+        else:
+            async with AsyncSession(bind=bind, expire_on_commit=False) as other, other.begin():
+                yield other

@@ -14,7 +14,16 @@ from tenants.isolation import TenantOwned
 
 TENANT_KINDS = ("hospital", "clinic", "partner")
 TENANT_STATUSES = ("pending", "active", "suspended")
-ROLES = ("network_admin", "tenant_admin", "care_manager", "clinician", "chw", "partner_staff", "patient")
+ROLES = (
+    "network_admin",
+    "tenant_admin",
+    "care_manager",
+    "clinician",
+    "chw",
+    "partner_staff",
+    "privacy_officer",
+    "patient",
+)
 TENANT_ROLES = tuple(r for r in ROLES if r != "network_admin")
 # A patient's portal account: a membership holding only this role, linked to one patient record.
 PATIENT_ROLE = "patient"
@@ -30,6 +39,9 @@ class Network(IdMixin, TimestampMixin, Base):
 
     slug: Mapped[str] = mapped_column(String(63), unique=True)
     name: Mapped[str] = mapped_column(String(200))
+    # What crosses tenants without a consent: nothing (opt_in) or, under opt_out, every category but
+    # substance use disorder records, for treatment and care coordination, unless the patient refused.
+    consent_default: Mapped[str] = mapped_column(String(8), default="opt_in", server_default="opt_in")
 
 
 class Tenant(IdMixin, TimestampMixin, Base):

@@ -13,7 +13,7 @@ DisplayName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
 Password = Annotated[str, msgspec.Meta(min_length=12, max_length=256)]
 TenantKind = Literal["hospital", "clinic", "partner"]
-TenantRole = Literal["tenant_admin", "care_manager", "clinician", "chw", "partner_staff"]
+TenantRole = Literal["tenant_admin", "care_manager", "clinician", "chw", "partner_staff", "privacy_officer"]
 Roles = Annotated[list[TenantRole], msgspec.Meta(min_length=1, max_length=5)]
 
 

@@ -53,6 +53,7 @@ async def test_default_policies_are_seeded(settings: Settings) -> None:
         "clinician",
         "chw",
         "partner_staff",
+        "privacy_officer",
         "patient",
     }
 

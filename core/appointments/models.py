@@ -51,3 +51,5 @@ class Appointment(IdMixin, TimestampMixin, TenantOwned, Base):
     created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     # Staff-only remarks, never shown in the patient portal.
     staff_note: Mapped[str | None] = mapped_column(Text)
+    # A sensitive label that puts the record in another consent category than its type's (see core.consent).
+    data_category: Mapped[str | None] = mapped_column(String(32))

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from core.careplans.schemas import SensitiveLabel
+
 Kind = Literal["in_person", "phone", "video"]
 Status = Literal["proposed", "booked", "arrived", "fulfilled", "cancelled", "noshow"]
 Channel = Literal["in_app", "sms", "email"]
@@ -39,6 +41,7 @@ class AppointmentCreate(msgspec.Struct, forbid_unknown_fields=True):
     status: Literal["proposed", "booked"] = "booked"
     reminder: Reminder | None = None
     staff_note: LongText | None = None
+    data_category: SensitiveLabel | None = None
 
 
 class AppointmentUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -51,6 +54,8 @@ class AppointmentUpdate(msgspec.Struct, forbid_unknown_fields=True):
     reason: Reason | msgspec.UnsetType | None = msgspec.UNSET
     reminder: Reminder | msgspec.UnsetType = msgspec.UNSET
     staff_note: LongText | msgspec.UnsetType | None = msgspec.UNSET
+    # null removes the label.
+    data_category: SensitiveLabel | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class StatusChange(msgspec.Struct, forbid_unknown_fields=True):
@@ -75,3 +80,4 @@ class AppointmentOut(msgspec.Struct):
     staff_note: str | None
     created_at: datetime
     updated_at: datetime
+    data_category: str | None

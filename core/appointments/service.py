@@ -43,6 +43,7 @@ def to_out(appointment: Appointment) -> AppointmentOut:
         staff_note=appointment.staff_note,
         created_at=appointment.created_at,
         updated_at=appointment.updated_at,
+        data_category=appointment.data_category,
     )
 
 
@@ -98,6 +99,7 @@ async def create(session: AsyncSession, principal: Principal, data: AppointmentC
         status=data.status,
         reminder=msgspec.to_builtins(data.reminder or Reminder()),
         staff_note=data.staff_note,
+        data_category=data.data_category,
         created_by=principal.user_id,
     )
     _check(appointment)

@@ -76,6 +76,8 @@ class CarePlan(IdMixin, TimestampMixin, TenantOwned, Base):
     structured: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # Seen by staff only, never in the patient portal.
     staff_note: Mapped[str | None] = mapped_column(Text)
+    # A sensitive label that puts the record in another consent category than its type's (see core.consent).
+    data_category: Mapped[str | None] = mapped_column(String(32))
     version: Mapped[int] = mapped_column(default=1)
     author_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 

@@ -28,6 +28,8 @@ Description = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 LongText = Annotated[str, msgspec.Meta(max_length=10_000)]
 Code = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.\-]*$")]
 Short = Annotated[str, msgspec.Meta(max_length=200)]
+# A label that puts one record in a sensitive consent category instead of its type's (see core.consent.categories).
+SensitiveLabel = Literal["behavioral_health", "substance_use_disorder", "social_needs"]
 
 
 class GoalIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -108,6 +110,7 @@ class CarePlanCreate(msgspec.Struct, forbid_unknown_fields=True):
     staff_note: LongText | None = None
     goals: Annotated[list[GoalIn], msgspec.Meta(max_length=50)] | None = None
     activities: Annotated[list[ActivityIn], msgspec.Meta(max_length=50)] | None = None
+    data_category: SensitiveLabel | None = None
 
 
 class CarePlanUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -121,6 +124,8 @@ class CarePlanUpdate(msgspec.Struct, forbid_unknown_fields=True):
     period_end: date | msgspec.UnsetType | None = msgspec.UNSET
     structured: dict[str, Any] | msgspec.UnsetType | None = msgspec.UNSET
     staff_note: LongText | msgspec.UnsetType | None = msgspec.UNSET
+    # null removes the label: the plan is shared as a care plan again.
+    data_category: SensitiveLabel | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class GoalOut(msgspec.Struct):
@@ -159,6 +164,7 @@ class CarePlanOut(msgspec.Struct):
     activities: list[ActivityOut]
     created_at: datetime
     updated_at: datetime
+    data_category: str | None
 
 
 class VersionOut(msgspec.Struct):

@@ -183,6 +183,7 @@ def to_out(plan: CarePlan) -> CarePlanOut:
         activities=[activity_out(a) for a in plan.activities],
         created_at=plan.created_at,
         updated_at=plan.updated_at,
+        data_category=plan.data_category,
     )
 
 
@@ -309,6 +310,7 @@ async def create(session: AsyncSession, principal: Principal, data: CarePlanCrea
         period_end=data.period_end,
         structured=data.structured,
         staff_note=data.staff_note,
+        data_category=data.data_category,
         version=1,
         author_id=principal.user_id,
         goals=[_goal(g) for g in goals],

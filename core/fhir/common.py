@@ -16,7 +16,7 @@ from core.errors import InvalidInput
 FHIR_VERSION = "4.0.1"
 MEDIA_TYPE = "application/fhir+json"
 # The resource types carehub serves, in the order the capability statement lists them.
-RESOURCE_TYPES = ("Patient", "CareTeam", "CarePlan", "Goal", "Task", "Appointment", "Communication")
+RESOURCE_TYPES = ("Patient", "CareTeam", "CarePlan", "Goal", "Task", "Appointment", "Communication", "Consent")
 
 _CARE_HUB = "urn:carehub:fhir"
 CARE_TEAM_ROLE = f"{_CARE_HUB}:care-team-role"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
 
 from core.fhir.common import FHIR_VERSION, MEDIA_TYPE, RESOURCE_TYPES
-from core.fhir.service import MAX_COUNT, SearchPage
+from core.fhir.service import MAX_COUNT, PATIENT_PARAMS, SearchPage
 
 # When this capability statement last changed (FHIR requires a date).
 CAPABILITIES_DATE = "2026-01-01"
@@ -18,6 +19,7 @@ ISSUE_TYPES = {
     404: "not-found",
     405: "not-supported",
     409: "conflict",
+    412: "multiple-matches",
     413: "too-costly",
     422: "invalid",
     429: "throttled",
@@ -25,12 +27,19 @@ ISSUE_TYPES = {
 
 
 def searchset(
-    page: SearchPage, fhir_base: str, resource_type: str, params: dict[str, str], *, count: int, offset: int
+    page: SearchPage,
+    fhir_base: str,
+    resource_type: str,
+    params: Sequence[tuple[str, str]],
+    *,
+    count: int,
+    offset: int,
 ) -> dict[str, Any]:
-    """A searchset Bundle of one page, with ``self`` and, when more remain, ``next`` links (``_count``/``_offset``)."""
+    """A searchset Bundle of one page, with ``self`` and, when more remain, ``next`` links (``_count``/``_offset``).
+    Included resources follow the matches (search mode ``include``)."""
 
     def url(at: int) -> str:
-        return f"{fhir_base}/{resource_type}?{urlencode({**params, '_count': count, '_offset': at})}"
+        return f"{fhir_base}/{resource_type}?{urlencode([*params, ('_count', count), ('_offset', at)])}"
 
     links = [{"relation": "self", "url": url(offset)}]
     if count and offset + count < page.total:
@@ -43,9 +52,10 @@ def searchset(
         {
             "fullUrl": f"{fhir_base}/{item.resource['resourceType']}/{item.resource['id']}",
             "resource": item.resource,
-            "search": {"mode": "match"},
+            "search": {"mode": mode},
         }
-        for item in page.found
+        for items, mode in ((page.found, "match"), (page.included, "include"))
+        for item in items
     ]
     if entries:
         bundle["entry"] = entries
@@ -53,26 +63,31 @@ def searchset(
 
 
 def capability_statement(fhir_base: str) -> dict[str, Any]:
-    """What carehub's FHIR endpoint does: read and search by patient of each served type, JSON, bearer tokens."""
+    """What carehub's FHIR endpoint does: read and search (by patient or id) of each served type, with includes of
+    the patient and, on Patient searches, of the resources about the patient; create of Consents (conditional on an
+    identifier); JSON, bearer tokens."""
     search_params = [
         {
             "name": "patient",
             "type": "reference",
-            "documentation": "the patient (an id or Patient/<id>); required",
-        }
+            "documentation": "the patient (an id or Patient/<id>); required unless _id is given",
+        },
+        {"name": "_id", "type": "token", "documentation": "the resource's id"},
     ]
     resources = []
     for resource_type in RESOURCE_TYPES:
-        params = list(search_params)
+        interactions = [{"code": "read"}, {"code": "search-type"}]
+        resource: dict[str, Any] = {"type": resource_type}
+        if resource_type == "Consent":
+            interactions.append({"code": "create"})
+            resource["conditionalCreate"] = True
+        resource["interaction"] = interactions
+        resource["searchParam"] = list(search_params)
         if resource_type == "Patient":
-            params.append({"name": "_id", "type": "token", "documentation": "the patient's id (like patient)"})
-        resources.append(
-            {
-                "type": resource_type,
-                "interaction": [{"code": "read"}, {"code": "search-type"}],
-                "searchParam": params,
-            }
-        )
+            resource["searchRevInclude"] = [f"{t}:{p}" for t, ps in PATIENT_PARAMS.items() for p in ps]
+        else:
+            resource["searchInclude"] = [f"{resource_type}:{p}" for p in PATIENT_PARAMS[resource_type]]
+        resources.append(resource)
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -80,7 +95,7 @@ def capability_statement(fhir_base: str) -> dict[str, Any]:
         "publisher": "carehub",
         "kind": "instance",
         "software": {"name": "carehub"},
-        "implementation": {"description": "carehub care coordination hub (read-only FHIR R4)", "url": fhir_base},
+        "implementation": {"description": "carehub care coordination hub (FHIR R4)", "url": fhir_base},
         "fhirVersion": FHIR_VERSION,
         "format": [MEDIA_TYPE, "json"],
         "rest": [

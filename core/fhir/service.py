@@ -1,7 +1,10 @@
 """Read and search carehub records as FHIR R4 resources, with the staff API's permissions and audit.
 
 Everything is loaded through the request's tenant-scoped session, so another tenant's record is simply not found.
-Every resource returned is audited (``fhir.read`` / ``fhir.search``) with its patient.
+Consents are network-level rows (they belong to the person): only those this tenant recorded are ever loaded, and a
+consent's patient is this tenant's record of the person. Included resources (``_include`` / ``_revinclude``) are
+loaded by the same queries, so they never reach into another tenant either. Every resource returned is audited
+(``fhir.read`` / ``fhir.search``) with its patient.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import and_, func, select
@@ -19,8 +22,13 @@ from core import audit, staff
 from core.appointments.models import Appointment
 from core.careplans.models import CarePlan, CarePlanGoal
 from core.careteams.models import CareTeam
+from core.consent.models import Consent, PatientLink
+from core.consent.service import tenant_names
+from core.db import utcnow
 from core.errors import Forbidden, NotFound
+from core.fhir import consent as fhir_consent
 from core.fhir.common import RESOURCE_TYPES
+from core.fhir.consent import consent_to_fhir
 from core.fhir.mapping import (
     MessageView,
     appointment_to_fhir,
@@ -46,7 +54,20 @@ PERMISSION = {
     "Task": "tasks",
     "Appointment": "appointments",
     "Communication": "threads",
+    "Consent": "consents",
 }
+# The reference search parameters to the patient of each type (``_include`` / ``_revinclude``): FHIR R4's names.
+PATIENT_PARAMS: dict[str, tuple[str, ...]] = {
+    "CareTeam": ("patient", "subject"),
+    "CarePlan": ("patient", "subject"),
+    "Goal": ("patient", "subject"),
+    "Task": ("patient", "subject"),
+    "Appointment": ("patient",),
+    "Communication": ("patient", "subject"),
+    "Consent": ("patient",),
+}
+# At most this many resources of each type are included by one ``_revinclude``.
+MAX_REVINCLUDE = 500
 
 
 @dataclass(frozen=True)
@@ -80,15 +101,15 @@ def check_type(resource_type: str) -> None:
         raise NotFound(f"carehub serves no {resource_type[:64]} resources")
 
 
-def _require(principal: Principal, resource_type: str, action: str) -> None:
-    """Staff of a tenant, with the staff API's read permission for the type."""
+def _require(principal: Principal, resource_type: str, action: str, act: str = "read") -> None:
+    """Staff of a tenant, with the staff API's permission (``act``) for the type."""
     if principal.tenant_id is None:
         raise Forbidden("the FHIR API answers within a tenant", action=action, resource_type=resource_type)
     if principal.is_patient:
         raise Forbidden(
             "the FHIR API is for staff; patients use the portal", action=action, resource_type=resource_type
         )
-    principal.require(PERMISSION[resource_type], "read")
+    principal.require(PERMISSION[resource_type], act)
 
 
 async def _patients(session: AsyncSession, principal: Principal, links: Links, rows: Sequence[Any]) -> list[Found]:
@@ -174,7 +195,38 @@ async def _communications(
     return found
 
 
-def _query(resource_type: str, principal: Principal, patient_id: uuid.UUID | None = None) -> _Query:
+async def _consents(session: AsyncSession, principal: Principal, links: Links, rows: Sequence[Any]) -> list[Found]:
+    consents: list[Consent] = [row[0] for row in rows]
+    names = await tenant_names(session, {c.grantee_tenant_id for c in consents if c.grantee_tenant_id})
+    now = utcnow()
+    return [Found(consent_to_fhir(row[0], row[1], names, now), row[1]) for row in rows]
+
+
+def _consent_query(principal: Principal, by_patient: bool) -> _Query:
+    """Only the consents this tenant recorded. Picked by patient, a consent is found through any of this tenant's
+    records of its person (as the staff API lists them); read alone, it is about the record it was recorded for."""
+    mine = Consent.recorded_tenant_id == principal.tenant_id
+    order = (Consent.recorded_at, Consent.id)
+    if not by_patient:
+        statement = select(Consent, Consent.recorded_patient_id).where(mine)
+        return _Query(statement, Consent.id, Consent.recorded_patient_id, order, _consents)
+    statement = (
+        select(Consent, PatientLink.patient_id)
+        .join(
+            PatientLink,
+            and_(PatientLink.person_id == Consent.person_id, PatientLink.tenant_id == principal.tenant_id),
+        )
+        .where(mine)
+    )
+    return _Query(statement, Consent.id, PatientLink.patient_id, order, _consents)
+
+
+def _query(
+    resource_type: str, principal: Principal, patient_id: uuid.UUID | None = None, *, by_patient: bool = False
+) -> _Query:
+    """``by_patient``: the query will pick by patient (a search for a patient's resources, or a revinclude)."""
+    if resource_type == "Consent":
+        return _consent_query(principal, patient_id is not None or by_patient)
     if resource_type == "Patient":
         return _Query(select(Patient), Patient.id, Patient.id, (Patient.id,), _patients)
     if resource_type == "CareTeam":
@@ -265,47 +317,121 @@ async def read(
 class SearchPage:
     total: int
     found: list[Found]
+    included: list[Found] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """What a search asks for: a patient, an id (both when given), and the resources to include with the matches.
+
+    ``nothing``: a criterion was given that no record can meet (a malformed id or reference)."""
+
+    patient_id: uuid.UUID | None = None
+    resource_id: uuid.UUID | None = None
+    nothing: bool = False
+    include: bool = False
+    revinclude: tuple[str, ...] = ()
 
 
 async def search(
     session: AsyncSession,
     principal: Principal,
     resource_type: str,
-    patient_id: uuid.UUID | None,
+    criteria: Criteria,
     links: Links,
     *,
     count: int,
     offset: int,
 ) -> SearchPage:
-    """The resources of one patient (none when the patient is not the tenant's), ``count`` from ``offset``."""
+    """The resources meeting ``criteria`` (none of another tenant's), ``count`` from ``offset``, with the patients
+    of the matches (``include``) or, for a Patient search, the resources of the listed types about the matches
+    (``revinclude``). The total counts the matches only."""
     check_type(resource_type)
     _require(principal, resource_type, "fhir.search")
-    if patient_id is None:
+    for other in criteria.revinclude:
+        _require(principal, other, "fhir.search")
+    if criteria.nothing or (criteria.patient_id is None and criteria.resource_id is None):
         return SearchPage(0, [])
+    patient_id = criteria.patient_id
     query = _query(resource_type, principal, patient_id)
-    statement = query.statement.where(query.by_patient == patient_id)
+    statement = query.statement
+    if patient_id is not None:
+        statement = statement.where(query.by_patient == patient_id)
+    if criteria.resource_id is not None:
+        statement = statement.where(query.by_id == criteria.resource_id)
     total = await session.scalar(select(func.count()).select_from(statement.subquery())) or 0
     rows: list[Any] = []
     if count and offset < total:
         paged = statement.order_by(*query.order).limit(min(count, MAX_COUNT)).offset(offset)
         rows = list((await session.execute(paged)).all())
     found = await query.render(session, principal, links, rows)
-    for item in found:
+    included = await _included(session, principal, resource_type, criteria, links, found)
+    for item in (*found, *included):
         audit.record(
             session,
             principal.actor,
             action="fhir.search",
-            resource_type=resource_type,
+            resource_type=item.resource["resourceType"],
             resource_id=item.resource["id"],
             patient_id=item.patient_id,
         )
     if not found:
         # A search that returns nothing still asked about a patient: it is recorded too.
+        detail: dict[str, Any] = {}
+        if patient_id is not None:
+            detail["patient"] = str(patient_id)
+        if criteria.resource_id is not None:
+            detail["_id"] = str(criteria.resource_id)
         audit.record(
             session,
             principal.actor,
             action="fhir.search",
             resource_type=resource_type,
-            detail={"patient": str(patient_id), "total": total, "offset": offset},
+            detail={**detail, "total": total, "offset": offset},
         )
-    return SearchPage(total, found)
+    return SearchPage(total, found, included)
+
+
+async def _included(
+    session: AsyncSession,
+    principal: Principal,
+    resource_type: str,
+    criteria: Criteria,
+    links: Links,
+    found: list[Found],
+) -> list[Found]:
+    """The patients of the matches, or the resources about the matched patients: through this tenant's queries."""
+    patients = list(dict.fromkeys(item.patient_id for item in found))
+    if not patients:
+        return []
+    included: list[Found] = []
+    if criteria.include and resource_type != "Patient":
+        query = _query("Patient", principal)
+        rows = (await session.execute(query.statement.where(query.by_id.in_(patients)).order_by(*query.order))).all()
+        included.extend(await query.render(session, principal, links, list(rows)))
+    if resource_type == "Patient":
+        for other in criteria.revinclude:
+            query = _query(other, principal, by_patient=True)
+            statement = query.statement.where(query.by_patient.in_(patients)).order_by(*query.order)
+            rows = (await session.execute(statement.limit(MAX_REVINCLUDE))).all()
+            included.extend(await query.render(session, principal, links, list(rows)))
+    return included
+
+
+async def create_consent(
+    session: AsyncSession, principal: Principal, resource: Any, if_none_exist: str | None
+) -> tuple[bool, dict[str, Any]]:
+    """Record a posted Consent (or, with ``If-None-Exist``, answer this tenant's matching one): (created, it)."""
+    _require(principal, "Consent", "fhir.create", "write")
+    created, consent, patient_id = await fhir_consent.create(session, principal, resource, if_none_exist)
+    rendered = await fhir_consent.render(session, consent, patient_id, utcnow())
+    if not created:
+        audit.record(
+            session,
+            principal.actor,
+            action="fhir.read",
+            resource_type="Consent",
+            resource_id=consent.id,
+            patient_id=patient_id,
+        )
+    return created, rendered

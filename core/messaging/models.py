@@ -24,6 +24,8 @@ class Thread(IdMixin, TenantOwned, Base):
     created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_message_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A sensitive label that puts the record in another consent category than its type's (see core.consent).
+    data_category: Mapped[str | None] = mapped_column(String(32))
 
 
 class ThreadParticipant(IdMixin, TenantOwned, Base):

@@ -12,6 +12,8 @@ from typing import Annotated
 
 import msgspec
 
+from core.careplans.schemas import SensitiveLabel
+
 Subject = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Body = Annotated[str, msgspec.Meta(min_length=1, max_length=20_000)]
 MAX_ATTACHMENTS = 10
@@ -45,6 +47,7 @@ class ThreadCreate(msgspec.Struct, forbid_unknown_fields=True):
     participant_user_ids: Annotated[list[uuid.UUID], msgspec.Meta(max_length=50)] = msgspec.field(default_factory=list)
     include_patient: bool = False
     attachments: Attachments = msgspec.field(default_factory=list)
+    data_category: SensitiveLabel | None = None
 
 
 class MessageCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -77,6 +80,7 @@ class ThreadOut(msgspec.Struct):
     includes_patient: bool
     participants: list[ParticipantOut]
     unread_count: int
+    data_category: str | None
 
 
 class AuthorOut(msgspec.Struct):

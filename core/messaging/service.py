@@ -208,6 +208,7 @@ def _thread_out(
             ParticipantOut(id=p.id, user_id=p.user_id, name=names[p.id], is_patient=p.is_patient) for p in participants
         ],
         unread_count=unread,
+        data_category=thread.data_category,
     )
 
 
@@ -470,6 +471,7 @@ async def create_thread(session: AsyncSession, principal: Principal, data: Threa
         created_by=principal.user_id,
         created_at=now,
         last_message_at=now,
+        data_category=data.data_category,
     )
     participants = [
         ThreadParticipant(id=uuid.uuid4(), thread_id=thread.id, user_id=u, is_patient=False, added_at=now)

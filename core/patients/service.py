@@ -10,6 +10,7 @@ from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit, inputs, outbox
+from core.consent import linking
 from core.db import utcnow
 from core.errors import Conflict, InvalidInput
 from core.patients.models import Patient, PatientIdentifier
@@ -115,6 +116,7 @@ async def create(session: AsyncSession, principal: Principal, data: PatientCreat
     )
     outbox.emit(session, "patient.created", {"patient_id": str(patient.id)}, aggregate_id=patient.id)
     await session.flush()
+    await linking.sync_patient(session, patient, principal.actor)
     return to_out(patient)
 
 
@@ -197,6 +199,8 @@ async def update(
             session, "patient.updated", {"patient_id": str(patient.id), "fields": changed}, aggregate_id=patient.id
         )
     await session.flush()
+    if changed:
+        await linking.sync_patient(session, patient, principal.actor)
     return to_out(patient)
 
 

@@ -40,6 +40,8 @@ class LabResult(IdMixin, TimestampMixin, TenantOwned, Base):
     acknowledged_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     # Critical results not acknowledged in time escalate (see the alert settings); the level reached.
     escalation_level: Mapped[int] = mapped_column(default=0)
+    # A sensitive label that puts the record in another consent category than its type's (see core.consent).
+    data_category: Mapped[str | None] = mapped_column(String(32))
 
 
 class EducationItem(IdMixin, TimestampMixin, TenantOwned, Base):

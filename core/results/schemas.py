@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from core.careplans.schemas import SensitiveLabel
+
 Interpretation = Literal["normal", "abnormal", "critical"]
 ResultStatus = Literal["preliminary", "final", "corrected", "cancelled"]
 # A LOINC code ("2345-7"), a LOINC part or answer code ("LP14635-4", "LA6576-8"), or a local code of the same shape.
@@ -33,6 +35,7 @@ class ResultCreate(msgspec.Struct, forbid_unknown_fields=True):
     reference_range: ReferenceRange | None = None
     released_to_patient: bool = False
     ordered_by: uuid.UUID | None = None
+    data_category: SensitiveLabel | None = None
 
 
 class ResultOut(msgspec.Struct):
@@ -55,6 +58,7 @@ class ResultOut(msgspec.Struct):
     # From the result's arrival in carehub to its acknowledgement (critical results escalate while it grows).
     time_to_acknowledge_seconds: int | None = None
     escalation_level: int = 0
+    data_category: str | None = None
 
 
 class EducationCreate(msgspec.Struct, forbid_unknown_fields=True):

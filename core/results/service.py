@@ -45,6 +45,7 @@ def result_out(result: LabResult) -> ResultOut:
             int((result.acknowledged_at - result.created_at).total_seconds()) if result.acknowledged_at else None
         ),
         escalation_level=result.escalation_level,
+        data_category=result.data_category,
     )
 
 
@@ -112,6 +113,7 @@ async def create_result(
         effective_at=data.effective_at,
         ordered_by=data.ordered_by,
         released_to_patient=data.released_to_patient,
+        data_category=data.data_category,
     )
     session.add(result)
     audit.record(

@@ -52,6 +52,8 @@ class Task(IdMixin, TimestampMixin, TenantOwned, Base):
     status: Mapped[str] = mapped_column(String(16), default="requested")
     status_reason: Mapped[str | None] = mapped_column(String(500))
     escalation_level: Mapped[int] = mapped_column(default=0)
+    # A sensitive label that puts the record in another consent category than its type's (see core.consent).
+    data_category: Mapped[str | None] = mapped_column(String(32))
     completed_at: Mapped[datetime | None]
     created_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 

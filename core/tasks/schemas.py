@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from core.careplans.schemas import SensitiveLabel
+
 Priority = Literal["routine", "urgent", "asap", "stat"]
 TaskStatus = Literal["requested", "accepted", "in_progress", "completed", "cancelled", "failed"]
 Queue = Literal["mine", "team", "overdue", "all"]
@@ -37,6 +39,7 @@ class TaskCreate(msgspec.Struct, forbid_unknown_fields=True):
     for_patient: bool = False
     due_at: AwareDateTime | None = None
     priority: Priority | None = None
+    data_category: SensitiveLabel | None = None
 
 
 class TaskUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -47,6 +50,8 @@ class TaskUpdate(msgspec.Struct, forbid_unknown_fields=True):
     for_patient: bool | msgspec.UnsetType = msgspec.UNSET
     due_at: AwareDateTime | msgspec.UnsetType | None = msgspec.UNSET
     priority: Priority | msgspec.UnsetType = msgspec.UNSET
+    # null removes the label.
+    data_category: SensitiveLabel | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class Transition(msgspec.Struct, forbid_unknown_fields=True):
@@ -83,6 +88,7 @@ class TaskOut(msgspec.Struct):
     completed_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    data_category: str | None
 
 
 class CommentOut(msgspec.Struct):

@@ -65,6 +65,7 @@ def to_out(task: Task, now: datetime | None = None, patient_name: str | None = N
         completed_at=task.completed_at,
         created_at=task.created_at,
         updated_at=task.updated_at,
+        data_category=task.data_category,
     )
 
 
@@ -128,6 +129,7 @@ async def create(session: AsyncSession, principal: Principal, data: TaskCreate) 
         priority=data.priority or (template.priority if template else "routine"),
         status="requested",
         escalation_level=0,
+        data_category=data.data_category,
         created_by=principal.user_id,
     )
     session.add(task)

@@ -506,7 +506,16 @@ async def test_metadata_is_public_and_errors_are_operation_outcomes(client: Asyn
     statement = await _fhir(client, "/fhir/metadata", {})
     assert statement["resourceType"] == "CapabilityStatement" and statement["fhirVersion"] == "4.0.1"
     served = {r["type"]: r for r in statement["rest"][0]["resource"]}
-    assert set(served) == {"Patient", "CareTeam", "CarePlan", "Goal", "Task", "Appointment", "Communication"}
+    assert set(served) == {
+        "Patient",
+        "CareTeam",
+        "CarePlan",
+        "Goal",
+        "Task",
+        "Appointment",
+        "Communication",
+        "Consent",
+    }
     assert all("patient" in {p["name"] for p in r["searchParam"]} for r in served.values())
 
     no_token = await _outcome(client, "/fhir/Patient?patient=x", {}, 401)

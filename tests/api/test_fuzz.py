@@ -130,6 +130,57 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/api/v1/me/notification-preferences"): {"channels": ["email"], "min_severity": "warning"},
     ("PUT", "/api/v1/patients/{patient}/notification-preferences"): {"channels": ["email"], "email": "p@x.example"},
     ("POST", "/api/v1/portal/threads/{portal_thread}/messages"): {"body": "b"},
+    ("POST", "/api/v1/patients/{patient}/consents"): {
+        "grantee": {"kind": "tenant", "tenant_id": "{tenant}"},
+        "categories": ["care_plan"],
+        "purposes": ["treatment"],
+        "period_start": "2026-01-01T00:00:00Z",
+        "source_kind": "scanned_form",
+    },
+    ("POST", "/api/v1/consents/{consent}/revoke"): {"reason": "r"},
+    ("POST", "/api/v1/portal/consents"): {
+        "grantee": {"kind": "tenant", "tenant_id": "{tenant}"},
+        "categories": ["care_plan"],
+        "purposes": ["treatment"],
+        "period_start": "2026-01-01T00:00:00Z",
+        "source_kind": "portal",
+    },
+    ("POST", "/api/v1/portal/consents/{consent}/revoke"): {"reason": "r"},
+    ("POST", "/api/v1/patients/{patient}/break-glass"): {"reason": "an emergency reason"},
+    ("PUT", "/api/v1/patients/{patient}/primary-care"): {"primary_care": False},
+    ("POST", "/api/v1/patients/{patient}/discharges"): {
+        "admitted_at": "2026-01-01T08:00:00Z",
+        "discharged_at": "2026-01-02T08:00:00Z",
+        "kind": "inpatient",
+        "disposition": "home",
+    },
+    ("POST", "/api/v1/patients/{patient}/link"): {"person_id": "{user}"},
+    ("PUT", "/api/v1/network/consent-default"): {"consent_default": "opt_in"},
+    ("POST", "/fhir/Consent"): {
+        "resourceType": "Consent",
+        "status": "active",
+        "scope": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy"}]
+        },
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": "Patient/00000000-0000-4000-8000-000000000000"},
+        "provision": {
+            "type": "permit",
+            "period": {"start": "2026-01-01T00:00:00Z"},
+            "actor": [
+                {
+                    "role": {
+                        "coding": [
+                            {"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}
+                        ]
+                    },
+                    "reference": {"identifier": {"system": "urn:carehub:fhir:grantee-class", "value": "treating"}},
+                }
+            ],
+            "purpose": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "TREAT"}],
+            "class": [{"system": "urn:carehub:fhir:data-category", "code": "care_plan"}],
+        },
+    },
 }
 
 
@@ -205,6 +256,17 @@ def fuzz_client(
             "/api/v1/auth/token", json={"email": "fz@patient.example", "password": PASSWORD, "tenant": "hospital-a"}
         ).json()
         message = client.get(f"/api/v1/threads/{thread['id']}/messages", headers=headers).json()["items"][0]
+        consent = client.post(
+            f"/api/v1/patients/{patient['id']}/consents",
+            json={
+                "grantee": {"kind": "network"},
+                "categories": ["demographics"],
+                "purposes": ["treatment"],
+                "period_start": "2026-01-01T00:00:00Z",
+                "source_kind": "verbal",
+            },
+            headers=headers,
+        ).json()
         yield (
             client,
             {
@@ -224,6 +286,7 @@ def fuzz_client(
                 "activity": plan["activities"][0]["id"],
                 "task": task["id"],
                 "appointment": appointment["id"],
+                "consent": consent["id"],
                 "auth": headers["Authorization"],
             },
         )
@@ -251,7 +314,9 @@ def _send(client: TestClient[Any], ids: dict[str, str], method: str, path: str, 
     response = client.request(method, url, json=body, headers={"Authorization": auth})
     assert response.status_code < 500, (method, url, body, response.text)
     if response.status_code >= 400:
-        assert response.headers["content-type"].startswith("application/problem+json")
+        # The FHIR endpoint answers errors as OperationOutcomes.
+        expected = "application/fhir+json" if path.startswith("/fhir/") else "application/problem+json"
+        assert response.headers["content-type"].startswith(expected)
     return response.status_code
 
 

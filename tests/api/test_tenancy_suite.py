@@ -57,6 +57,22 @@ BODIES: dict[tuple[str, str], Any] = {
     },
     ("POST", "/api/v1/patients/{patient_id:uuid}/education"): {"title": "Hijacked"},
     ("POST", "/api/v1/portal/threads/{thread_id:uuid}/messages"): {"body": "Hijacked"},
+    ("POST", "/api/v1/patients/{patient_id:uuid}/consents"): {
+        "grantee": {"kind": "treating"},
+        "categories": ["care_plan"],
+        "purposes": ["treatment"],
+        "period_start": "2026-01-01T00:00:00Z",
+        "source_kind": "scanned_form",
+    },
+    ("POST", "/api/v1/consents/{consent_id:uuid}/revoke"): {"reason": "Hijacked"},
+    ("POST", "/api/v1/portal/consents/{consent_id:uuid}/revoke"): {"reason": "Hijacked"},
+    ("POST", "/api/v1/patients/{patient_id:uuid}/break-glass"): {"reason": "Hijacked emergency access"},
+    ("PUT", "/api/v1/patients/{patient_id:uuid}/primary-care"): {"primary_care": False},
+    ("POST", "/api/v1/patients/{patient_id:uuid}/discharges"): {
+        "admitted_at": "2026-01-01T08:00:00Z",
+        "discharged_at": "2026-01-02T08:00:00Z",
+    },
+    ("POST", "/api/v1/patients/{patient_id:uuid}/link"): {"person_id": str(uuid.uuid4())},
 }
 # Portal routes are walked with a tenant-A patient's token (staff have no portal permission).
 PORTAL_ROUTES = re.compile(r"^/api/v1/portal/")
@@ -78,6 +94,19 @@ async def _other_tenant_ids(client: AsyncTestClient[Any], world: World, settings
             f"/api/v1/patients/{patient['id']}/care-team",
             headers=b_admin,
             json={"members": [{"user_id": doc_b, "role": "primary_care", "is_lead": True}]},
+        )
+    ).json()
+    consent = (
+        await client.post(
+            f"/api/v1/patients/{patient['id']}/consents",
+            headers=b_admin,
+            json={
+                "grantee": {"kind": "treating"},
+                "categories": ["care_plan"],
+                "purposes": ["treatment"],
+                "period_start": "2026-01-01T00:00:00Z",
+                "source_kind": "scanned_form",
+            },
         )
     ).json()
     template = (
@@ -207,6 +236,7 @@ async def _other_tenant_ids(client: AsyncTestClient[Any], world: World, settings
         "activity_id": plan["activities"][0]["id"],
         "task_id": task["id"],
         "appointment_id": appointment["id"],
+        "consent_id": consent["id"],
     }
 
 

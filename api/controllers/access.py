@@ -1,0 +1,137 @@
+"""Access transparency: the privacy officer's access report (JSON and CSV) and the patient's portal access log."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, get
+from litestar.params import FromQuery, QueryParameter
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.deps import Caller, Db, Limit, Offset, PageInfo, next_offset
+from core.consent import report
+from core.consent.report import AccessRow, PortalAccessOut, ReportFilters
+
+Choice = Annotated[str | None, QueryParameter(max_length=64)]
+Id = Annotated[str | None, QueryParameter(max_length=64, description="a UUID")]
+
+
+class AccessReportPage(msgspec.Struct):
+    items: list[AccessRow]
+    page: PageInfo
+
+
+class PortalAccessPage(msgspec.Struct):
+    items: list[PortalAccessOut]
+    page: PageInfo
+
+
+def _sessions(request: Request[Any, Any, Any]) -> async_sessionmaker[AsyncSession]:
+    """Sessions for reading in other tenants' contexts (each its own transaction)."""
+    return request.app.state.hub.db
+
+
+def _filters(
+    since: datetime | None,
+    until: datetime | None,
+    direction: str | None,
+    outcome: str | None,
+    basis: str | None,
+    patient_id: str | None,
+    user_id: str | None,
+    requesting_tenant_id: str | None,
+    category: str | None,
+) -> ReportFilters:
+    return report.filters(
+        since=since,
+        until=until,
+        direction=direction,
+        outcome=outcome,
+        basis=basis,
+        patient_id=patient_id,
+        user_id=user_id,
+        requesting_tenant_id=requesting_tenant_id,
+        category=category,
+    )
+
+
+class AccessController(Controller):
+    path = "/api/v1"
+    tags = ["access transparency"]
+
+    @get(
+        "/access-report",
+        summary="Cross-tenant accesses to and from this tenant's records, newest first (privacy officers)",
+        description=(
+            "Inbound rows: another tenant's user asked for one of our records; outbound rows: one of our users asked "
+            "for another tenant's record (the source tenant is named only when access was allowed). Break-the-glass "
+            "accesses and openings are flagged. Times need a time zone; `until` is exclusive."
+        ),
+    )
+    async def access_report(
+        self,
+        session: Db,
+        principal: Caller,
+        since: FromQuery[datetime | None] = None,
+        until: FromQuery[datetime | None] = None,
+        direction: Choice = None,
+        outcome: Choice = None,
+        basis: Choice = None,
+        patient_id: Id = None,
+        user_id: Id = None,
+        requesting_tenant_id: Id = None,
+        category: Choice = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> AccessReportPage:
+        principal.require("access_report", "read")
+        checked = _filters(since, until, direction, outcome, basis, patient_id, user_id, requesting_tenant_id, category)
+        items = await report.access_report(session, principal, checked, limit=limit, offset=offset)
+        return AccessReportPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+
+    @get(
+        "/access-report.csv",
+        summary="The access report as CSV (same filters)",
+        description=(
+            f"Every matching row, newest first, up to {report.CSV_ROW_CAP:,} rows: the `X-Row-Cap` header gives the "
+            "cap and `X-Truncated: true` says the export was cut (narrow the dates to get the rest). Cells that a "
+            "spreadsheet would run as a formula are prefixed with a quote."
+        ),
+        media_type="text/csv",
+    )
+    async def access_report_csv(
+        self,
+        session: Db,
+        principal: Caller,
+        since: FromQuery[datetime | None] = None,
+        until: FromQuery[datetime | None] = None,
+        direction: Choice = None,
+        outcome: Choice = None,
+        basis: Choice = None,
+        patient_id: Id = None,
+        user_id: Id = None,
+        requesting_tenant_id: Id = None,
+        category: Choice = None,
+    ) -> Response[str]:
+        principal.require("access_report", "read")
+        checked = _filters(since, until, direction, outcome, basis, patient_id, user_id, requesting_tenant_id, category)
+        export = await report.access_report_csv(session, principal, checked)
+        return Response(
+            export.content,
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "Content-Disposition": f'attachment; filename="{export.filename}"',
+                "X-Row-Cap": str(report.CSV_ROW_CAP),
+                "X-Truncated": "true" if export.truncated else "false",
+                "Cache-Control": "no-store",
+            },
+        )
+
+    @get("/portal/access-log", summary="Who in the network looked at (or asked to see) your records, and when")
+    async def portal_access_log(
+        self, request: Request[Any, Any, Any], session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0
+    ) -> PortalAccessPage:
+        items = await report.portal_access_log(session, _sessions(request), principal, limit=limit, offset=offset)
+        return PortalAccessPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))

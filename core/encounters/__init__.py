@@ -1,0 +1,1 @@
+"""Hospital encounters (admissions and discharges): the events transition-of-care rules start from."""

@@ -1,0 +1,33 @@
+"""A hospital encounter of a patient: admitted, then discharged (recorded by staff or, later, an ADT feed)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, ForeignKey, ForeignKeyConstraint, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from core.db import Base, IdMixin, TimestampMixin
+from tenants.isolation import TenantOwned
+
+ENCOUNTER_KINDS = ("inpatient", "emergency", "observation")
+DISPOSITIONS = ("home", "home_health", "skilled_nursing", "rehabilitation", "hospice", "other")
+
+
+class Encounter(IdMixin, TimestampMixin, TenantOwned, Base):
+    __tablename__ = "encounters"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "id"),
+        ForeignKeyConstraint(["tenant_id", "patient_id"], ["patients.tenant_id", "patients.id"]),
+        CheckConstraint("kind IN ('inpatient', 'emergency', 'observation')", name="kind"),
+        CheckConstraint("discharged_at IS NULL OR discharged_at >= admitted_at", name="discharge_after_admission"),
+    )
+
+    patient_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    admitted_at: Mapped[datetime]
+    discharged_at: Mapped[datetime | None]
+    disposition: Mapped[str | None] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(Text)
+    recorded_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

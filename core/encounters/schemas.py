@@ -1,0 +1,36 @@
+"""Input and output shapes of encounters."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+from core.inputs import AwareDateTime
+
+EncounterKind = Literal["inpatient", "emergency", "observation"]
+Disposition = Literal["home", "home_health", "skilled_nursing", "rehabilitation", "hospice", "other"]
+
+
+class DischargeCreate(msgspec.Struct, forbid_unknown_fields=True):
+    """A finished stay: when the patient was admitted and discharged, and where they went."""
+
+    admitted_at: AwareDateTime
+    discharged_at: AwareDateTime
+    kind: EncounterKind = "inpatient"
+    disposition: Disposition = "home"
+    note: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+
+
+class EncounterOut(msgspec.Struct):
+    id: uuid.UUID
+    patient_id: uuid.UUID
+    kind: str
+    admitted_at: datetime
+    discharged_at: datetime | None
+    disposition: str | None
+    note: str | None
+    recorded_by: uuid.UUID | None
+    created_at: datetime

@@ -1,0 +1,218 @@
+"""Transition of care: a hospital discharge creates follow-up tasks at the patient's primary care clinic,
+when the patient's consent allows the clinic to know of it.
+
+The rule runs in the hospital's tenant (the event's). It finds the person's primary care clinic (the clinic that
+marked its record as primary care; without one, the only active clinic holding a record of the person), asks the
+consent decision point whether that clinic may see the hospital's tasks and appointments for care coordination,
+and records the decision in the hospital's audit log like any cross-tenant access. Only when allowed does it write
+in the clinic's tenant (its own context and transaction): a call within 2 business days and a follow-up
+appointment within 7 days of the discharge. The tasks have ids derived from the event, so a rule run again (a
+redelivered message) finds them there instead of creating them twice. A denied discharge leaves no trace in the
+clinic: it cannot learn of a stay the patient did not agree to share.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core import audit
+from core.audit import SYSTEM
+from core.careteams.models import CareTeam, CareTeamMember
+from core.consent import access, decision
+from core.consent.models import PatientLink
+from core.db import utcnow
+from core.encounters.models import Encounter
+from core.jobs.handlers import Event, on
+from core.jobs.rules import _add_task
+from core.notify import messages, rules_config
+from core.tasks.models import Task
+from tenants.isolation import other_tenant_session
+from tenants.models import Membership, Network, Tenant
+
+CATEGORY = "tasks_appointments"
+PURPOSE = "care_coordination"
+# The clinic's side acts for care coordination, as its care managers would.
+ROLES = ("care_manager",)
+CALL_BUSINESS_DAYS = 2
+FOLLOW_UP_DAYS = 7
+
+
+def add_business_days(at: datetime, days: int, timezone: str) -> datetime:
+    """``days`` working days (Monday to Friday) after ``at``, counted in the clinic's time zone."""
+    local = at.astimezone(ZoneInfo(timezone))
+    added = 0
+    while added < days:
+        local += timedelta(days=1)
+        if local.weekday() < 5:
+            added += 1
+    return local
+
+
+async def primary_care(session: AsyncSession, person_id: uuid.UUID, hospital: uuid.UUID) -> PatientLink | None:
+    """The person's primary care clinic record: the one marked so, else the only active clinic holding a record."""
+    links = list(
+        await session.scalars(
+            select(PatientLink)
+            .join(Tenant, Tenant.id == PatientLink.tenant_id)
+            .where(
+                PatientLink.person_id == person_id,
+                PatientLink.tenant_id != hospital,
+                Tenant.kind == "clinic",
+                Tenant.status == "active",
+            )
+            .order_by(PatientLink.linked_at, PatientLink.id)
+        )
+    )
+    marked = [link for link in links if link.primary_care]
+    if marked:
+        return marked[0]
+    return links[0] if len(links) == 1 else None
+
+
+async def _owner(session: AsyncSession, patient_id: uuid.UUID) -> uuid.UUID | None:
+    """Who owns the clinic's transition tasks: the patient's care team lead, else a care manager, else an admin."""
+    lead = await session.scalar(
+        select(CareTeamMember.user_id)
+        .join(CareTeam, CareTeam.id == CareTeamMember.team_id)
+        .where(CareTeam.patient_id == patient_id, CareTeamMember.is_lead.is_(True))
+        .limit(1)
+    )
+    if lead is not None:
+        return lead
+    members = list(
+        await session.scalars(
+            select(Membership).where(Membership.is_active.is_(True)).order_by(Membership.created_at, Membership.id)
+        )
+    )
+    for role in ("care_manager", "tenant_admin"):
+        for member in members:
+            if role in (member.roles or []):
+                return member.user_id
+    return None
+
+
+@on("encounter.discharged", "transition-of-care-tasks")
+async def transition_of_care(session: AsyncSession, event: Event) -> None:
+    encounter = await session.get(Encounter, uuid.UUID(event.payload["encounter_id"]))
+    if encounter is None or encounter.discharged_at is None:
+        return
+    hospital = event.tenant_id
+    link = await session.scalar(
+        select(PatientLink).where(PatientLink.tenant_id == hospital, PatientLink.patient_id == encounter.patient_id)
+    )
+    if link is None:
+        return
+    clinic = await primary_care(session, link.person_id, hospital)
+    if clinic is None:
+        return
+    network = await session.scalar(
+        select(Network).join(Tenant, Tenant.network_id == Network.id).where(Tenant.id == hospital)
+    )
+    assert network is not None
+    # Decided when the rule runs, with the consents as they are then (a consent signed at discharge counts).
+    event_time = utcnow()
+    point = await decision.load(session, [link.person_id], network.consent_default, now=event_time)
+    decided = point.decide(
+        decision.AccessRequest(
+            tenant_id=clinic.tenant_id,
+            roles=ROLES,
+            person_id=link.person_id,
+            category=CATEGORY,
+            purpose=PURPOSE,
+            at=event_time,
+            source_tenant_id=hospital,
+        )
+    )
+    clinic_name = await session.scalar(select(Tenant.name).where(Tenant.id == clinic.tenant_id)) or ""
+    hospital_name = await session.scalar(select(Tenant.name).where(Tenant.id == hospital)) or ""
+    access.record_inbound(
+        session,
+        SYSTEM,
+        patient_id=encounter.patient_id,
+        requesting_tenant_id=clinic.tenant_id,
+        requesting_tenant_name=clinic_name,
+        category=CATEGORY,
+        purpose=PURPOSE,
+        decision=decided,
+        items=2 if decided.allowed else 0,
+    )
+    if not decided.allowed:
+        return
+    async with other_tenant_session(session, clinic.tenant_id) as other:
+        await _create_tasks(other, event, encounter, clinic, hospital_name, decided)
+
+
+async def _create_tasks(
+    session: AsyncSession,
+    event: Event,
+    encounter: Encounter,
+    clinic: PatientLink,
+    hospital_name: str,
+    decided: decision.Decision,
+) -> None:
+    call_id = uuid.uuid5(event.id, "transition-of-care/call")
+    if await session.get(Task, call_id) is not None:
+        return  # done by an earlier run of this event
+    owner = await _owner(session, clinic.patient_id)
+    if owner is None:
+        return
+    assert encounter.discharged_at is not None
+    config = await rules_config.current(session)
+    discharged = messages.local_time(encounter.discharged_at, config.timezone)
+    stay = (
+        f"{hospital_name} discharged the patient on {discharged} after an {encounter.kind} stay"
+        f" (to {(encounter.disposition or 'home').replace('_', ' ')})."
+    )
+    detail = {
+        "rule": "encounter.discharged",
+        "source_tenant": hospital_name,
+        "consent_id": str(decided.consent_id) if decided.consent_id else "",
+        "basis": decided.basis,
+    }
+    call = Task(
+        id=call_id,
+        patient_id=clinic.patient_id,
+        title="Transition of care: call the patient within 2 business days",
+        description=f"{stay} Call them: symptoms, medicines, understanding of the discharge plan, needs at home.",
+        template_code="transition-call",
+        owner_id=owner,
+        due_at=add_business_days(encounter.discharged_at, CALL_BUSINESS_DAYS, config.timezone),
+        priority="urgent",
+        status="requested",
+        escalation_level=0,
+    )
+    _add_task(session, call, "transition of care", detail)
+    visit = Task(
+        id=uuid.uuid5(event.id, "transition-of-care/visit"),
+        patient_id=clinic.patient_id,
+        title="Transition of care: follow-up appointment within 7 days",
+        description=f"{stay} Book a follow-up visit within 7 days of the discharge.",
+        template_code="transition-visit",
+        owner_id=owner,
+        due_at=encounter.discharged_at + timedelta(days=FOLLOW_UP_DAYS),
+        priority="urgent",
+        status="requested",
+        escalation_level=0,
+    )
+    _add_task(session, visit, "transition of care", detail)
+    audit.record(
+        session,
+        SYSTEM,
+        action=access.NETWORK_ACCESS,
+        resource_type=CATEGORY,
+        patient_id=clinic.patient_id,
+        reason=decided.reason,
+        detail={
+            "direction": "outbound",
+            "source_tenant_id": str(event.tenant_id),
+            "category": CATEGORY,
+            "purpose": PURPOSE,
+            "items": 2,
+            **access.decision_detail(decided),
+        },
+    )
