@@ -44,6 +44,11 @@ class Hub:
     tokens: TokenService
     authorizer: Authorizer | None = None
     redis: Redis | None = field(default=None)
+    # Sessions in *other* tenants' contexts, opened while a request holds its own connection (the network view,
+    # break-the-glass, the portal's access log). A pool of their own: requests waiting for a second connection
+    # from the pool their first one came from could otherwise all wait on each other under load.
+    cross_tenant_engine: AsyncEngine | None = field(default=None)
+    cross_tenant_db: async_sessionmaker[AsyncSession] | None = field(default=None)
     _jobs: Any = field(default=None, repr=False)
 
     @classmethod
@@ -55,8 +60,18 @@ class Hub:
             if settings.redis_url
             else None
         )
+        options = engine_options(settings)
+        if "pool_size" in options:
+            options["pool_size"] = max(2, settings.db_pool_size // 2)
+        cross_tenant_engine = make_engine(settings.database_url, **options)
         return cls(
-            settings=settings, engine=engine, db=make_sessionmaker(engine), tokens=TokenService(settings), redis=redis
+            settings=settings,
+            engine=engine,
+            db=make_sessionmaker(engine),
+            tokens=TokenService(settings),
+            redis=redis,
+            cross_tenant_engine=cross_tenant_engine,
+            cross_tenant_db=make_sessionmaker(cross_tenant_engine),
         )
 
     async def start(self) -> None:
@@ -140,3 +155,5 @@ class Hub:
         if self.redis is not None:
             await self.redis.aclose()
         await self.engine.dispose()
+        if self.cross_tenant_engine is not None:
+            await self.cross_tenant_engine.dispose()

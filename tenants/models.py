@@ -28,6 +28,7 @@ TENANT_ROLES = tuple(r for r in ROLES if r != "network_admin")
 # A patient's portal account: a membership holding only this role, linked to one patient record.
 PATIENT_ROLE = "patient"
 NETWORK_DOMAIN = "network"
+DEFAULT_LINK_SYSTEM = "urn:carehub:network-id"
 
 
 def _in(column: str, values: tuple[str, ...]) -> str:
@@ -42,6 +43,11 @@ class Network(IdMixin, TimestampMixin, Base):
     # What crosses tenants without a consent: nothing (opt_in) or, under opt_out, every category but
     # substance use disorder records, for treatment and care coordination, unless the patient refused.
     consent_default: Mapped[str] = mapped_column(String(8), default="opt_in", server_default="opt_in")
+    # The identifier systems that link records of different tenants automatically (shared across the network,
+    # e.g. the network id and insurers' member ids); a tenant's own identifier systems never do.
+    link_systems: Mapped[list[Any]] = mapped_column(
+        JSON, default=lambda: [DEFAULT_LINK_SYSTEM], server_default=f'["{DEFAULT_LINK_SYSTEM}"]'
+    )
 
 
 class Tenant(IdMixin, TimestampMixin, Base):

@@ -1,7 +1,7 @@
 """A network of three tenants for the consent tests: Hospital A, Clinic B and Clinic C, with staff in each.
 
 Users (password ``PASSWORD``): ``<role>.<x>@net.example`` for x in a, b, c and role in admin (tenant_admin),
-doc (clinician), cm (care_manager), privacy (privacy_officer), chw (chw); ``net@net.example`` is the network
+doc and doc2 (clinicians), cm (care_manager), privacy (privacy_officer), chw (chw); ``net@net.example`` is the network
 administrator. :func:`person_in` creates one human's record in several tenants through the API (linked by a
 shared network identifier).
 """
@@ -23,7 +23,14 @@ from tests.conftest import PASSWORD, login
 from tests.factories import patient_body
 
 KEYS = ("a", "b", "c")
-ROLES = {"admin": "tenant_admin", "doc": "clinician", "cm": "care_manager", "privacy": "privacy_officer", "chw": "chw"}
+ROLES = {
+    "admin": "tenant_admin",
+    "doc": "clinician",
+    "doc2": "clinician",
+    "cm": "care_manager",
+    "privacy": "privacy_officer",
+    "chw": "chw",
+}
 
 
 @dataclass

@@ -131,6 +131,42 @@ async def test_consented_discharge_creates_the_primary_care_clinics_tasks_once(
     assert len(await _transition_tasks(client, net, "c", ids["c"])) == 2
 
 
+async def test_a_part2_stay_needs_its_own_named_consent(
+    client: AsyncTestClient[Any],
+    net: Net,
+    jobs: Running,  # noqa: F811
+    db: async_sessionmaker[AsyncSession],  # noqa: F811
+) -> None:
+    ids = await person_in(client, net, "ac")
+    admin_a = await net.headers(client, "admin.a")
+    body = {
+        "grantee": {"kind": "tenant", "tenant_id": str(net.tenants["c"])},
+        "categories": ["tasks_appointments"],
+        "purposes": ["care_coordination"],
+        "period_start": "2026-01-01T00:00:00Z",
+        "source_kind": "scanned_form",
+    }
+    assert (await client.post(f"/api/v1/patients/{ids['a']}/consents", json=body, headers=admin_a)).status_code == 201
+    now = datetime.now(UTC)
+    stay = {
+        "admitted_at": (now - timedelta(days=5)).isoformat(),
+        "discharged_at": (now - timedelta(hours=2)).isoformat(),
+        "data_category": "substance_use_disorder",
+    }
+    doc_a = await net.headers(client, "doc.a")
+    assert (await client.post(f"/api/v1/patients/{ids['a']}/discharges", json=stay, headers=doc_a)).status_code == 201
+    await _process(db, jobs)
+    # The only clinic is C (primary care by default): a consent for tasks does not cover a Part 2 stay.
+    assert await _transition_tasks(client, net, "c", ids["c"]) == []
+
+    part2 = {**body, "categories": ["substance_use_disorder"]}
+    assert (await client.post(f"/api/v1/patients/{ids['a']}/consents", json=part2, headers=admin_a)).status_code == 201
+    assert (await client.post(f"/api/v1/patients/{ids['a']}/discharges", json=stay, headers=doc_a)).status_code == 201
+    await _process(db, jobs)
+    tasks = await _transition_tasks(client, net, "c", ids["c"])
+    assert len(tasks) == 2 and {t["data_category"] for t in tasks} == {"substance_use_disorder"}
+
+
 async def test_discharge_input_errors(client: AsyncTestClient[Any], net: Net) -> None:
     ids = await person_in(client, net, "ab")
     doc_a = await net.headers(client, "doc.a")

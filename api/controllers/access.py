@@ -30,7 +30,8 @@ class PortalAccessPage(msgspec.Struct):
 
 def _sessions(request: Request[Any, Any, Any]) -> async_sessionmaker[AsyncSession]:
     """Sessions for reading in other tenants' contexts (each its own transaction)."""
-    return request.app.state.hub.db
+    hub = request.app.state.hub
+    return hub.cross_tenant_db or hub.db
 
 
 def _filters(

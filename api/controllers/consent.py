@@ -18,6 +18,7 @@ from core.consent.schemas import (
     ConsentCreate,
     ConsentOut,
     ConsentRevoke,
+    LinkSystems,
     NetworkConsentDefault,
     PrimaryCareIn,
     PrimaryCareOut,
@@ -29,7 +30,8 @@ from core.encounters.schemas import DischargeCreate, EncounterOut
 
 def _sessions(request: Request[Any, Any, Any]) -> async_sessionmaker[AsyncSession]:
     """Sessions for reading and writing in other tenants' contexts (each its own transaction)."""
-    return request.app.state.hub.db
+    hub = request.app.state.hub
+    return hub.cross_tenant_db or hub.db
 
 
 class ConsentController(Controller):
@@ -104,6 +106,14 @@ class ConsentController(Controller):
         self, session: Db, principal: Caller, patient_id: FromPath[uuid.UUID], data: JSONBody[PrimaryCareIn]
     ) -> PrimaryCareOut:
         return await service.set_primary_care(session, principal, patient_id, data.primary_care)
+
+    @get("/network/link-systems", summary="The identifier systems that link records across tenants automatically")
+    async def get_link_systems(self, session: Db, principal: Caller) -> LinkSystems:
+        return await service.get_link_systems(session, principal)
+
+    @put("/network/link-systems", summary="Choose the identifier systems that link records (network administrators)")
+    async def set_link_systems(self, session: Db, principal: Caller, data: JSONBody[LinkSystems]) -> LinkSystems:
+        return await service.set_link_systems(session, principal, data)
 
     @post("/patients/{patient_id:uuid}/discharges", summary="Record a hospital discharge (starts transition of care)")
     async def discharge(

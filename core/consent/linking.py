@@ -18,20 +18,20 @@ from dataclasses import dataclass
 from datetime import date
 
 import jellyfish
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from core import audit
 from core.audit import Actor
 from core.consent.link_schemas import Agreement, FieldAgreement, LinkOut, LinkSuggestion, LinkSuggestions
-from core.consent.models import LinkExclusion, PatientLink, PatientLinkKey, Person
+from core.consent.models import BreakGlass, Consent, LinkExclusion, PatientLink, PatientLinkKey, Person
 from core.db import utcnow
 from core.errors import Conflict, NotFound
 from core.patients.models import Patient, PatientIdentifier
 from core.principal import Principal
 from core.records import get_or_404
-from tenants.models import Tenant
+from tenants.models import Network, Tenant
 
 RESOURCE = "PatientLink"
 # A candidate is suggested when its score reaches THRESHOLD and its names are at least NAME_FLOOR alike: a
@@ -72,8 +72,14 @@ async def sync_patient(session: AsyncSession, patient: Patient, actor: Actor) ->
     await session.flush()
     tenant_id = patient.tenant_id
     link = await link_of(session, tenant_id, patient.id)
+    systems = await session.scalar(
+        select(Network.link_systems).join(Tenant, Tenant.network_id == Network.id).where(Tenant.id == tenant_id)
+    )
+    # Only identifiers of the network's linking systems link records; a tenant's own systems never do.
     rows = await session.execute(
-        select(PatientIdentifier.system, PatientIdentifier.value).where(PatientIdentifier.patient_id == patient.id)
+        select(PatientIdentifier.system, PatientIdentifier.value).where(
+            PatientIdentifier.patient_id == patient.id, PatientIdentifier.system.in_(list(systems or []))
+        )
     )
     keys = sorted({(system, value) for system, value in rows})
     held = {
@@ -115,7 +121,7 @@ async def sync_patient(session: AsyncSession, patient: Patient, actor: Actor) ->
     elif link.method == "new" and keys:
         person_id = await _shared_person(session, network_id, tenant_id, patient.id, keys)
         if person_id is not None and person_id != link.person_id and not await _others_on(session, link):
-            link.person_id = person_id
+            await move_record(session, link, person_id)
             link.method = "identifier"
             audit.record(
                 session,
@@ -134,6 +140,31 @@ async def sync_patient(session: AsyncSession, patient: Patient, actor: Actor) ->
     link.postal_code = _postal_code(patient)
     await session.flush()
     return link
+
+
+async def move_record(session: AsyncSession, link: PatientLink, person_id: uuid.UUID) -> int:
+    """Move a record to another person, with what belongs to it: the consents recorded through this record follow
+    it (they are that human's), and emergency accesses opened from it end (they were opened for the old person).
+
+    Returns how many consents moved. Consents recorded through other tenants' records stay with their person.
+    """
+    link.person_id = person_id
+    moved = await session.execute(
+        update(Consent)
+        .where(Consent.recorded_tenant_id == link.tenant_id, Consent.recorded_patient_id == link.patient_id)
+        .values(person_id=person_id)
+    )
+    now = utcnow()
+    await session.execute(
+        update(BreakGlass)
+        .where(
+            BreakGlass.tenant_id == link.tenant_id,
+            BreakGlass.patient_id == link.patient_id,
+            BreakGlass.expires_at > now,
+        )
+        .values(expires_at=now)
+    )
+    return int(getattr(moved, "rowcount", 0) or 0)
 
 
 async def _others_on(session: AsyncSession, link: PatientLink) -> bool:
@@ -413,7 +444,7 @@ async def confirm(session: AsyncSession, principal: Principal, patient_id: uuid.
     if person_id not in suggested:
         raise NotFound("no such suggestion for this patient", field="person_id")
     old = link.person_id
-    link.person_id = person_id
+    consents = await move_record(session, link, person_id)
     link.method = "confirmed"
     link.linked_by = principal.user_id
     link.linked_at = utcnow()
@@ -430,6 +461,7 @@ async def confirm(session: AsyncSession, principal: Principal, patient_id: uuid.
             "person_id": str(person_id),
             "method": "confirmed",
             "score": suggested[person_id].score,
+            "consents_moved": consents,
         },
     )
     await session.flush()
@@ -462,7 +494,7 @@ async def unlink(session: AsyncSession, principal: Principal, patient_id: uuid.U
                 tenant_id=link.tenant_id, patient_id=link.patient_id, person_id=old, created_by=principal.user_id
             )
         )
-    link.person_id = person.id
+    consents = await move_record(session, link, person.id)
     link.method = "unlinked"
     link.linked_by = principal.user_id
     link.linked_at = utcnow()
@@ -474,7 +506,12 @@ async def unlink(session: AsyncSession, principal: Principal, patient_id: uuid.U
         resource_id=patient.id,
         patient_id=patient.id,
         reason="an administrator undid the link",
-        detail={"old_person_id": str(old), "person_id": str(person.id), "method": "unlinked"},
+        detail={
+            "old_person_id": str(old),
+            "person_id": str(person.id),
+            "method": "unlinked",
+            "consents_moved": consents,
+        },
     )
     await session.flush()
     return await _link_out(session, link)

@@ -109,3 +109,13 @@ class PrimaryCareIn(msgspec.Struct, forbid_unknown_fields=True):
 class PrimaryCareOut(msgspec.Struct):
     patient_id: uuid.UUID
     primary_care: bool
+
+
+class LinkSystems(msgspec.Struct, forbid_unknown_fields=True):
+    """The identifier systems that link records across tenants automatically (e.g. the network id, insurers'
+    member ids). Records sharing an identifier of another system are never linked without an administrator."""
+
+    systems: Annotated[
+        list[Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=r"^\S+$")]],
+        msgspec.Meta(max_length=20),
+    ]

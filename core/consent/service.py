@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
@@ -23,7 +23,7 @@ from core.consent.categories import (
     BREAK_GLASS_DURATION,
     PART2,
 )
-from core.consent.models import BreakGlass, Consent, PatientLink
+from core.consent.models import BreakGlass, Consent, PatientLink, PatientLinkKey
 from core.consent.schemas import (
     BreakGlassCreate,
     BreakGlassOut,
@@ -32,16 +32,19 @@ from core.consent.schemas import (
     ConsentOut,
     ConsentRevoke,
     GranteeOut,
+    LinkSystems,
     NetworkConsentDefault,
     PrimaryCareOut,
 )
 from core.db import utcnow
 from core.errors import Conflict, Forbidden, InvalidInput, NotFound
+from core.fhir.common import is_mrn_system
 from core.inputs import to_utc
-from core.patients.models import Patient
+from core.patients.models import Patient, PatientIdentifier
 from core.patients.service import require_patient
 from core.principal import Principal
 from tenants.context import tenant_context
+from tenants.isolation import other_tenant_session
 from tenants.models import Membership, Network, Tenant
 
 RESOURCE = "Consent"
@@ -508,8 +511,20 @@ async def set_primary_care(
                 PatientLink.person_id == link.person_id, PatientLink.id != link.id, PatientLink.primary_care.is_(True)
             )
         )
-        for other in others:
+        for other in list(others):
             other.primary_care = False
+            # The clinic that held the flag learns that transition-of-care tasks no longer come to it.
+            async with other_tenant_session(session, other.tenant_id) as theirs:
+                audit.record(
+                    theirs,
+                    principal.actor,
+                    action="patient.primary_care",
+                    resource_type="Patient",
+                    resource_id=other.patient_id,
+                    patient_id=other.patient_id,
+                    reason="another clinic of the network is now the patient's primary care",
+                    detail={"primary_care": False},
+                )
     link.primary_care = primary
     audit.record(
         session,
@@ -522,3 +537,63 @@ async def set_primary_care(
     )
     await session.flush()
     return PrimaryCareOut(patient_id=patient.id, primary_care=link.primary_care)
+
+
+async def get_link_systems(session: AsyncSession, principal: Principal) -> LinkSystems:
+    principal.require("consent_default", "read")
+    network = await session.scalar(select(Network).order_by(Network.created_at).limit(1))
+    if network is None:
+        raise NotFound("no network")
+    return LinkSystems(systems=list(network.link_systems or []))
+
+
+async def set_link_systems(session: AsyncSession, principal: Principal, data: LinkSystems) -> LinkSystems:
+    """Network administrators choose which identifier systems link records automatically. Records are (re)linked
+    under the new list when they are next created or changed; links made before stay until undone."""
+    principal.require("consent_default", "write")
+    network = await session.scalar(select(Network).order_by(Network.created_at).limit(1))
+    if network is None:
+        raise NotFound("no network")
+    systems = list(dict.fromkeys(data.systems))
+    for index, system in enumerate(systems):
+        if is_mrn_system(system):
+            raise InvalidInput("a tenant's MRN system never links records across tenants", field=f"systems[{index}]")
+    before = list(network.link_systems or [])
+    network.link_systems = systems
+    await _refresh_link_keys(session, network.id, systems)
+    for tenant_id in await session.scalars(select(Tenant.id).where(Tenant.network_id == network.id)):
+        audit.record(
+            session,
+            principal.actor,
+            action="network.link_systems",
+            resource_type="Network",
+            resource_id=network.id,
+            tenant_id=tenant_id,
+            detail={"from": before, "to": systems},
+        )
+    await session.flush()
+    return LinkSystems(systems=systems)
+
+
+async def _refresh_link_keys(session: AsyncSession, network_id: uuid.UUID, systems: list[str]) -> None:
+    """Keep every record's linking keys in step with the network's systems (network administrators act in network
+    scope). Records already linked stay linked; records created or changed from now on link under the new keys."""
+    tenant_ids = select(Tenant.id).where(Tenant.network_id == network_id)
+    await session.execute(
+        delete(PatientLinkKey).where(PatientLinkKey.tenant_id.in_(tenant_ids), PatientLinkKey.system.not_in(systems))
+    )
+    key = PatientLinkKey
+    held = {
+        tuple(row)
+        for row in await session.execute(
+            select(key.tenant_id, key.patient_id, key.system, key.value).where(key.tenant_id.in_(tenant_ids))
+        )
+    }
+    ident = PatientIdentifier
+    for row in await session.execute(
+        select(ident.tenant_id, ident.patient_id, ident.system, ident.value).where(
+            ident.tenant_id.in_(tenant_ids), ident.system.in_(systems)
+        )
+    ):
+        if tuple(row) not in held:
+            session.add(PatientLinkKey(tenant_id=row[0], patient_id=row[1], system=row[2], value=row[3]))

@@ -30,4 +30,6 @@ class Encounter(IdMixin, TimestampMixin, TenantOwned, Base):
     discharged_at: Mapped[datetime | None]
     disposition: Mapped[str | None] = mapped_column(String(32))
     note: Mapped[str | None] = mapped_column(Text)
+    # A sensitive label (behavioral health, substance use disorder) decides which consent the stay needs.
+    data_category: Mapped[str | None] = mapped_column(String(32))
     recorded_by: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))

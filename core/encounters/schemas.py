@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from core.careplans.schemas import SensitiveLabel
 from core.inputs import AwareDateTime
 
 EncounterKind = Literal["inpatient", "emergency", "observation"]
@@ -22,6 +23,8 @@ class DischargeCreate(msgspec.Struct, forbid_unknown_fields=True):
     kind: EncounterKind = "inpatient"
     disposition: Disposition = "home"
     note: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+    # A psychiatric or substance use disorder stay: the transition of care then needs consent for that category.
+    data_category: SensitiveLabel | None = None
 
 
 class EncounterOut(msgspec.Struct):
@@ -34,3 +37,4 @@ class EncounterOut(msgspec.Struct):
     note: str | None
     recorded_by: uuid.UUID | None
     created_at: datetime
+    data_category: str | None = None

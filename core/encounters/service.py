@@ -30,6 +30,7 @@ def to_out(encounter: Encounter) -> EncounterOut:
         note=encounter.note,
         recorded_by=encounter.recorded_by,
         created_at=encounter.created_at,
+        data_category=encounter.data_category,
     )
 
 
@@ -52,6 +53,7 @@ async def record_discharge(
         discharged_at=discharged,
         disposition=data.disposition,
         note=data.note,
+        data_category=data.data_category,
         recorded_by=principal.user_id,
     )
     session.add(encounter)

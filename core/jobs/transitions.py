@@ -117,12 +117,14 @@ async def transition_of_care(session: AsyncSession, event: Event) -> None:
     # Decided when the rule runs, with the consents as they are then (a consent signed at discharge counts).
     event_time = utcnow()
     point = await decision.load(session, [link.person_id], network.consent_default, now=event_time)
+    # A psychiatric or substance use disorder stay needs consent for that category (Part 2: a named recipient).
+    category = encounter.data_category or CATEGORY
     decided = point.decide(
         decision.AccessRequest(
             tenant_id=clinic.tenant_id,
             roles=ROLES,
             person_id=link.person_id,
-            category=CATEGORY,
+            category=category,
             purpose=PURPOSE,
             at=event_time,
             source_tenant_id=hospital,
@@ -130,21 +132,21 @@ async def transition_of_care(session: AsyncSession, event: Event) -> None:
     )
     clinic_name = await session.scalar(select(Tenant.name).where(Tenant.id == clinic.tenant_id)) or ""
     hospital_name = await session.scalar(select(Tenant.name).where(Tenant.id == hospital)) or ""
+    made = 0
+    if decided.allowed:
+        async with other_tenant_session(session, clinic.tenant_id) as other:
+            made = await _create_tasks(other, event, encounter, clinic, hospital_name, decided, category)
     access.record_inbound(
         session,
         SYSTEM,
         patient_id=encounter.patient_id,
         requesting_tenant_id=clinic.tenant_id,
         requesting_tenant_name=clinic_name,
-        category=CATEGORY,
+        category=category,
         purpose=PURPOSE,
         decision=decided,
-        items=2 if decided.allowed else 0,
+        items=made,
     )
-    if not decided.allowed:
-        return
-    async with other_tenant_session(session, clinic.tenant_id) as other:
-        await _create_tasks(other, event, encounter, clinic, hospital_name, decided)
 
 
 async def _create_tasks(
@@ -154,13 +156,15 @@ async def _create_tasks(
     clinic: PatientLink,
     hospital_name: str,
     decided: decision.Decision,
-) -> None:
+    category: str,
+) -> int:
+    """The clinic's two tasks; how many this run made (none when an earlier run made them, or nobody can own them)."""
     call_id = uuid.uuid5(event.id, "transition-of-care/call")
     if await session.get(Task, call_id) is not None:
-        return  # done by an earlier run of this event
+        return 0  # done by an earlier run of this event
     owner = await _owner(session, clinic.patient_id)
     if owner is None:
-        return
+        return 0
     assert encounter.discharged_at is not None
     config = await rules_config.current(session)
     discharged = messages.local_time(encounter.discharged_at, config.timezone)
@@ -185,6 +189,7 @@ async def _create_tasks(
         priority="urgent",
         status="requested",
         escalation_level=0,
+        data_category=encounter.data_category,
     )
     _add_task(session, call, "transition of care", detail)
     visit = Task(
@@ -198,21 +203,23 @@ async def _create_tasks(
         priority="urgent",
         status="requested",
         escalation_level=0,
+        data_category=encounter.data_category,
     )
     _add_task(session, visit, "transition of care", detail)
     audit.record(
         session,
         SYSTEM,
         action=access.NETWORK_ACCESS,
-        resource_type=CATEGORY,
+        resource_type=category,
         patient_id=clinic.patient_id,
         reason=decided.reason,
         detail={
             "direction": "outbound",
             "source_tenant_id": str(event.tenant_id),
-            "category": CATEGORY,
+            "category": category,
             "purpose": PURPOSE,
             "items": 2,
             **access.decision_detail(decided),
         },
     )
+    return 2

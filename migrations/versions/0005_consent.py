@@ -193,6 +193,7 @@ def upgrade() -> None:
 
     with op.batch_alter_table('networks', schema=None) as batch_op:
         batch_op.add_column(sa.Column('consent_default', sa.String(length=8), server_default='opt_in', nullable=False))
+        batch_op.add_column(sa.Column('link_systems', sa.JSON(), server_default='["urn:carehub:network-id"]', nullable=False))
 
     with op.batch_alter_table('tasks', schema=None) as batch_op:
         batch_op.add_column(sa.Column('data_category', sa.String(length=32), nullable=True))
@@ -207,6 +208,7 @@ def upgrade() -> None:
     sa.Column('discharged_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('disposition', sa.String(length=32), nullable=True),
     sa.Column('note', sa.Text(), nullable=True),
+    sa.Column('data_category', sa.String(length=32), nullable=True),
     sa.Column('recorded_by', sa.Uuid(), nullable=True),
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
@@ -259,7 +261,10 @@ def _link_existing_patients() -> None:
     if not patients:
         return
     identifiers = bind.execute(
-        sa.text("SELECT tenant_id, patient_id, system, value FROM patient_identifiers").columns(
+        sa.text(
+            "SELECT tenant_id, patient_id, system, value FROM patient_identifiers"
+            " WHERE system = 'urn:carehub:network-id'"  # the default linking system of a network
+        ).columns(
             tenant_id=sa.Uuid(), patient_id=sa.Uuid(), system=sa.String(), value=sa.String()
         )
     ).all()
@@ -351,6 +356,7 @@ def downgrade() -> None:
         batch_op.drop_column('data_category')
 
     with op.batch_alter_table('networks', schema=None) as batch_op:
+        batch_op.drop_column('link_systems')
         batch_op.drop_column('consent_default')
 
     with op.batch_alter_table('lab_results', schema=None) as batch_op:

@@ -255,8 +255,11 @@ async def test_break_the_glass_once_audited_and_expires(
         for c in s["categories"]
     }
     assert basis == {"break_the_glass"}
-    # Only for treatment, and only for this clinician.
+    # Only for treatment, and only for this clinician (not another clinician of the same clinic).
     assert _shared(await _view(client, net, "doc.b", ids["b"], "care_coordination")) == {}
+    assert _shared(await _view(client, net, "doc2.b", ids["b"])) == {}
+    opened_at, expires_at = (datetime.fromisoformat(grant[k]) for k in ("opened_at", "expires_at"))
+    assert expires_at - opened_at == timedelta(hours=4)
     # Once: a second opening while it runs is refused.
     twice = await client.post(
         f"/api/v1/patients/{ids['b']}/break-glass", json={"reason": "again, same emergency"}, headers=doc_b
@@ -347,3 +350,30 @@ async def test_patient_gives_and_revokes_consent_in_the_portal(client: AsyncTest
         headers=await net.headers(client, "admin.a"),
     )
     assert staff.status_code == 422 and "source_kind" in staff.text
+
+
+async def test_an_undone_link_takes_its_consents_along(client: AsyncTestClient[Any], net: Net) -> None:
+    """A consent recorded through a record belongs to that record's human: when an administrator undoes a wrong
+    link, the consent goes with the record and no longer opens the other records of the person it left."""
+    ids = await person_in(client, net)
+    admin_a = await net.headers(client, "admin.a")
+    recorded = await client.post(
+        f"/api/v1/patients/{ids['a']}/consents",
+        json={**consent(None, ["care_plan"]), "grantee": {"kind": "network"}},
+        headers=admin_a,
+    )
+    assert recorded.status_code == 201, recorded.text
+    plan = await client.post(
+        "/api/v1/care-plans",
+        json={"patient_id": ids["b"], "title": "Clinic B diabetes plan", "status": "active"},
+        headers=await net.headers(client, "doc.b"),
+    )
+    assert plan.status_code == 201, plan.text
+    assert "Clinic B diabetes plan" in str(_shared(await _view(client, net, "doc.c", ids["c"])))
+
+    undone = await client.delete(f"/api/v1/patients/{ids['a']}/link", headers=admin_a)
+    assert undone.status_code in (200, 204), undone.text
+    assert _shared(await _view(client, net, "doc.c", ids["c"])) == {}
+    # The consent is still A's, on A's record.
+    listed = await client.get(f"/api/v1/patients/{ids['a']}/consents", headers=admin_a)
+    assert [c["id"] for c in listed.json()] == [recorded.json()["id"]]

@@ -156,6 +156,7 @@ VALID_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     },
     ("POST", "/api/v1/patients/{patient}/link"): {"person_id": "{user}"},
     ("PUT", "/api/v1/network/consent-default"): {"consent_default": "opt_in"},
+    ("PUT", "/api/v1/network/link-systems"): {"systems": ["urn:carehub:network-id"]},
     ("POST", "/fhir/Consent"): {
         "resourceType": "Consent",
         "status": "active",

@@ -244,3 +244,41 @@ def test_migration_links_existing_records_sharing_an_identifier(tmp_path: Path) 
     assert len(shared) == 1
     assert rows[lonely] not in shared
     assert set(rows.values()) <= persons
+
+
+async def test_only_the_networks_linking_systems_link_records(client: AsyncTestClient[Any], net: Net) -> None:
+    """A tenant's own identifier system shared by chance never links records; the network administrator decides
+    which systems (network id, insurers' member ids) do."""
+    member = {"system": "urn:oid:2.16.840.1.113883.3.payer-x", "value": "M-778899"}
+
+    async def create(key: str, mrn: str) -> str:
+        body = patient_body(mrn, identifiers=[member])
+        response = await client.post("/api/v1/patients", json=body, headers=await net.headers(client, f"admin.{key}"))
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+    first_a, first_b = await create("a", "LS-A1"), await create("b", "LS-B1")
+    admin_b = await net.headers(client, "admin.b")
+    link = await client.get(f"/api/v1/patients/{first_b}/link", headers=admin_b)
+    assert link.json()["other_records"] == 0
+
+    net_admin = await net.headers(client, "net")
+    refused = await client.put(
+        "/api/v1/network/link-systems",
+        json={"systems": [f"urn:carehub:tenant:{net.tenants['a']}:mrn"]},
+        headers=net_admin,
+    )
+    assert refused.status_code == 422 and "systems[0]" in refused.text
+    assert (await client.put("/api/v1/network/link-systems", json={"systems": []}, headers=admin_b)).status_code == 403
+    changed = await client.put(
+        "/api/v1/network/link-systems",
+        json={"systems": ["urn:carehub:network-id", member["system"]]},
+        headers=net_admin,
+    )
+    assert changed.status_code == 200, changed.text
+    # The next change of B's record links it to A's (the one other record with that member id).
+    patched = await client.patch(f"/api/v1/patients/{first_b}", json={"phone": "+1 555 0199"}, headers=admin_b)
+    assert patched.status_code == 200, patched.text
+    link = await client.get(f"/api/v1/patients/{first_b}/link", headers=admin_b)
+    assert (link.json()["other_records"], link.json()["method"]) == (1, "identifier")
+    assert first_a
