@@ -38,16 +38,14 @@ from tenants.context import tenant_context
 from tenants.models import Tenant
 
 Sessions = Callable[[], AsyncSession]
-# The staff permission a tenant's own items of each category need (a user's own tenant: roles, not consent).
+# The staff permission each of a tenant's own items needs (its own tenant's data: roles decide, not consent).
 OWN_PERMISSION = {
-    "demographics": "patients",
+    "patient": "patients",
     "care_plan": "careplans",
-    "tasks_appointments": "tasks",
-    "messages": "threads",
-    "clinical_results": "results",
-    "behavioral_health": "patients",
-    "substance_use_disorder": "patients",
-    "social_needs": "patients",
+    "task": "tasks",
+    "appointment": "appointments",
+    "lab_result": "results",
+    "thread": "threads",
 }
 
 
@@ -230,9 +228,13 @@ async def view(
             tenant_name=requester.name,
             own=True,
             categories=[
-                CategoryOut(category, decision.OWN_TENANT, None, None, own_items.get(category, []))
+                CategoryOut(category, decision.OWN_TENANT, None, None, readable)
                 for category in CATEGORIES
-                if principal.can(OWN_PERMISSION[category], "read") and own_items.get(category)
+                if (
+                    readable := [
+                        i for i in own_items.get(category, []) if principal.can(OWN_PERMISSION[i["type"]], "read")
+                    ]
+                )
             ],
         )
     ]

@@ -11,10 +11,11 @@ from core import audit, outbox
 from core.db import utcnow
 from core.encounters.models import Encounter
 from core.encounters.schemas import DischargeCreate, EncounterOut
-from core.errors import InvalidInput
+from core.errors import Conflict, InvalidInput
 from core.inputs import to_utc
 from core.patients.service import require_patient
 from core.principal import Principal
+from tenants.models import Tenant
 
 RESOURCE = "Encounter"
 
@@ -39,6 +40,9 @@ async def record_discharge(
 ) -> EncounterOut:
     principal.require("encounters", "write")
     patient = await require_patient(session, principal, patient_id, "encounter.discharge")
+    kind = await session.scalar(select(Tenant.kind).where(Tenant.id == principal.tenant_id))
+    if kind != "hospital":
+        raise Conflict("discharges are recorded by hospitals", field="patient_id")
     admitted = to_utc(data.admitted_at, "admitted_at")
     discharged = to_utc(data.discharged_at, "discharged_at")
     if discharged < admitted:

@@ -199,7 +199,10 @@ def aware_datetime(value: Any, field: str) -> str:
         parsed = None
     if parsed is None or parsed.tzinfo is None or "T" not in str(value):
         raise InvalidInput("a date and time with a time zone is required", field=field)
-    return instant(parsed)
+    try:
+        return instant(parsed)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00: before the first instant in UTC
+        raise InvalidInput("a time between the years 1900 and 2200, please", field=field) from None
 
 
 def codes(value: Any, system: str) -> list[str]:

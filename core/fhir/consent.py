@@ -189,7 +189,7 @@ def consent_from_fhir(resource: Any) -> tuple[uuid.UUID, ConsentCreate]:
         return _consent_from_fhir(resource)
     except InvalidInput:
         raise
-    except (AttributeError, IndexError, KeyError, TypeError, ValueError, RecursionError) as exc:
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise InvalidInput(f"carehub cannot read this Consent ({type(exc).__name__})", field="Consent") from None
 
 

@@ -377,3 +377,28 @@ async def test_an_undone_link_takes_its_consents_along(client: AsyncTestClient[A
     # The consent is still A's, on A's record.
     listed = await client.get(f"/api/v1/patients/{ids['a']}/consents", headers=admin_a)
     assert [c["id"] for c in listed.json()] == [recorded.json()["id"]]
+
+
+async def test_the_own_record_in_the_view_follows_the_callers_roles(client: AsyncTestClient[Any], net: Net) -> None:
+    """A user's own tenant's items are governed by their roles: a community health worker, who cannot read lab
+    results in the staff API, does not find them in the network view either, labelled or not."""
+    ids = await person_in(client, net, "b")
+    labelled = await client.post(
+        f"/api/v1/patients/{ids['b']}/results",
+        json={
+            "code": "3349-9",
+            "display": "Buprenorphine [Presence] in Urine",
+            "value": "positive",
+            "interpretation": "abnormal",
+            "status": "final",
+            "effective_at": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
+            "data_category": "substance_use_disorder",
+        },
+        headers=await net.headers(client, "doc.b"),
+    )
+    assert labelled.status_code == 201, labelled.text
+    chw = await net.headers(client, "chw.b")
+    assert (await client.get(f"/api/v1/patients/{ids['b']}/results", headers=chw)).status_code == 403
+    view = await _view(client, net, "chw.b", ids["b"], "care_coordination")
+    assert "Buprenorphine" not in str(view)
+    assert "Buprenorphine" in str(await _view(client, net, "doc.b", ids["b"]))

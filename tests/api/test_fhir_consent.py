@@ -164,6 +164,15 @@ def _fields(resource: dict[str, Any]) -> dict[str, Any]:
         ({"provision": "everything"}, "Consent.provision"),
         ({"resourceType": "Patient"}, "Consent.resourceType"),
         ({"provision": {"type": "permit", "period": {"start": "2026-01-01"}}}, "Consent.provision.period.start"),
+        # Times whose UTC instant falls outside what a datetime can hold are refused, not a server error.
+        (
+            {"provision": {"type": "permit", "period": {"start": "0001-01-01T00:00:00+01:00"}}},
+            "Consent.provision.period.start",
+        ),
+        (
+            {"provision": {"type": "permit", "period": {"start": "9999-12-31T23:00:00-05:00"}}},
+            "Consent.provision.period.start",
+        ),
     ],
 )
 def test_reading_a_consent_names_the_fhir_path(change: dict[str, Any], field: str) -> None:
