@@ -72,9 +72,13 @@ async def sync_patient(session: AsyncSession, patient: Patient, actor: Actor) ->
     await session.flush()
     tenant_id = patient.tenant_id
     link = await link_of(session, tenant_id, patient.id)
-    systems = await session.scalar(
-        select(Network.link_systems).join(Tenant, Tenant.network_id == Network.id).where(Tenant.id == tenant_id)
-    )
+    network_id, systems = (
+        await session.execute(
+            select(Network.id, Network.link_systems)
+            .join(Tenant, Tenant.network_id == Network.id)
+            .where(Tenant.id == tenant_id)
+        )
+    ).one()
     # Only identifiers of the network's linking systems link records; a tenant's own systems never do.
     rows = await session.execute(
         select(PatientIdentifier.system, PatientIdentifier.value).where(
@@ -82,26 +86,32 @@ async def sync_patient(session: AsyncSession, patient: Patient, actor: Actor) ->
         )
     )
     keys = sorted({(system, value) for system, value in rows})
-    held = {
-        (k.system, k.value): k
-        for k in await session.scalars(
-            select(PatientLinkKey).where(PatientLinkKey.tenant_id == tenant_id, PatientLinkKey.patient_id == patient.id)
-        )
-    }
+    # A record without a link has no keys yet (they are written here): nothing to read back.
+    held = (
+        {
+            (k.system, k.value): k
+            for k in await session.scalars(
+                select(PatientLinkKey).where(
+                    PatientLinkKey.tenant_id == tenant_id, PatientLinkKey.patient_id == patient.id
+                )
+            )
+        }
+        if link is not None
+        else {}
+    )
     for key, row in held.items():
         if key not in keys:
             await session.delete(row)
     for system, value in keys:
         if (system, value) not in held:
             session.add(PatientLinkKey(tenant_id=tenant_id, patient_id=patient.id, system=system, value=value))
-    network_id = await session.scalar(select(Tenant.network_id).where(Tenant.id == tenant_id))
     if link is None:
         link = PatientLink(tenant_id=tenant_id, patient_id=patient.id, method="new")
         person_id = await _shared_person(session, network_id, tenant_id, patient.id, keys)
         if person_id is None:
             person = Person(id=uuid.uuid4(), network_id=network_id)
             session.add(person)
-            await session.flush()
+            await session.flush()  # before the link that refers to it (no relationship orders the two)
             person_id = person.id
         else:
             link.method = "identifier"
