@@ -10,7 +10,7 @@ from litestar import Request
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.params import QueryParameter
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth import CLAIMS
 from api.hub import Hub
@@ -79,6 +79,12 @@ async def provide_principal(request: Request[Any, Any, Any], session: Db) -> Pri
     )
     request.scope["user"] = principal
     return principal
+
+
+def cross_tenant_sessions(request: Request[Any, Any, Any]) -> async_sessionmaker[AsyncSession]:
+    """Sessions for reading and writing in other tenants' contexts (the hub's second pool; see Hub)."""
+    hub: Hub = request.app.state.hub
+    return hub.cross_tenant_db or hub.db
 
 
 def provide_settings(state: State) -> Settings:

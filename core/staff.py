@@ -56,3 +56,20 @@ async def names(
         query = query.where(Membership.is_active.is_(True), Membership.patient_id.is_(None))
     rows = await session.execute(query)
     return {row[0]: row[1] for row in rows.all()}
+
+
+async def holding(session: AsyncSession, *roles: str) -> list[uuid.UUID]:
+    """The active staff members of the caller's tenant who hold the first of ``roles`` anyone holds (e.g. the
+    privacy officers, else the administrators), oldest membership first; none if nobody holds any."""
+    members = list(
+        await session.scalars(
+            select(Membership)
+            .where(Membership.is_active.is_(True), Membership.patient_id.is_(None))
+            .order_by(Membership.created_at, Membership.id)
+        )
+    )
+    for role in roles:
+        found = [m.user_id for m in members if role in (m.roles or [])]
+        if found:
+            return found
+    return []

@@ -7,9 +7,8 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post, put
 from litestar.params import FromPath, JSONBody, QueryParameter
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.deps import Caller, Db
+from api.deps import Caller, Db, cross_tenant_sessions
 from core.consent import network_view, service
 from core.consent.network_view import NetworkViewOut
 from core.consent.schemas import (
@@ -26,12 +25,6 @@ from core.consent.schemas import (
 )
 from core.encounters import service as encounters
 from core.encounters.schemas import DischargeCreate, EncounterOut
-
-
-def _sessions(request: Request[Any, Any, Any]) -> async_sessionmaker[AsyncSession]:
-    """Sessions for reading and writing in other tenants' contexts (each its own transaction)."""
-    hub = request.app.state.hub
-    return hub.cross_tenant_db or hub.db
 
 
 class ConsentController(Controller):
@@ -72,7 +65,7 @@ class ConsentController(Controller):
         patient_id: FromPath[uuid.UUID],
         purpose: Annotated[Purpose, QueryParameter(description="the purpose of use")] = "treatment",
     ) -> NetworkViewOut:
-        return await network_view.view(session, _sessions(request), principal, patient_id, purpose)
+        return await network_view.view(session, cross_tenant_sessions(request), principal, patient_id, purpose)
 
     @post(
         "/patients/{patient_id:uuid}/break-glass",
@@ -86,7 +79,7 @@ class ConsentController(Controller):
         patient_id: FromPath[uuid.UUID],
         data: JSONBody[BreakGlassCreate],
     ) -> BreakGlassOut:
-        return await service.open_break_glass(session, _sessions(request), principal, patient_id, data)
+        return await service.open_break_glass(session, cross_tenant_sessions(request), principal, patient_id, data)
 
     @get("/network/consent-default", summary="What crosses tenants without a consent: opt_in (nothing) or opt_out")
     async def get_default(self, session: Db, principal: Caller) -> NetworkConsentDefault:

@@ -118,31 +118,13 @@ async def sync_patient(session: AsyncSession, patient: Patient, actor: Actor) ->
         link.person_id = person_id
         session.add(link)
         if link.method == "identifier":
-            audit.record(
-                session,
-                actor,
-                action="patient.link",
-                resource_type="PatientLink",
-                resource_id=patient.id,
-                patient_id=patient.id,
-                reason="shares an identifier with a record of another tenant",
-                detail={"person_id": str(person_id), "method": "identifier"},
-            )
+            _audit_identifier_link(session, actor, patient.id, person_id)
     elif link.method == "new" and keys:
         person_id = await _shared_person(session, network_id, tenant_id, patient.id, keys)
         if person_id is not None and person_id != link.person_id and not await _others_on(session, link):
             await move_record(session, link, person_id)
             link.method = "identifier"
-            audit.record(
-                session,
-                actor,
-                action="patient.link",
-                resource_type="PatientLink",
-                resource_id=patient.id,
-                patient_id=patient.id,
-                reason="shares an identifier with a record of another tenant",
-                detail={"person_id": str(person_id), "method": "identifier"},
-            )
+            _audit_identifier_link(session, actor, patient.id, person_id)
     link.given_key = name_key(patient.given_name)
     link.family_key = name_key(patient.family_name)
     link.birth_date = patient.birth_date
@@ -150,6 +132,19 @@ async def sync_patient(session: AsyncSession, patient: Patient, actor: Actor) ->
     link.postal_code = _postal_code(patient)
     await session.flush()
     return link
+
+
+def _audit_identifier_link(session: AsyncSession, actor: Actor, patient_id: uuid.UUID, person_id: uuid.UUID) -> None:
+    audit.record(
+        session,
+        actor,
+        action="patient.link",
+        resource_type="PatientLink",
+        resource_id=patient_id,
+        patient_id=patient_id,
+        reason="shares an identifier with a record of another tenant",
+        detail={"person_id": str(person_id), "method": "identifier"},
+    )
 
 
 async def move_record(session: AsyncSession, link: PatientLink, person_id: uuid.UUID) -> int:
@@ -446,35 +441,61 @@ async def suggest(session: AsyncSession, principal: Principal, patient_id: uuid.
     return LinkSuggestions(items=found)
 
 
-async def confirm(session: AsyncSession, principal: Principal, patient_id: uuid.UUID, person_id: uuid.UUID) -> LinkOut:
-    """Join this record to a person currently suggested for it; any other person id is absent (404)."""
-    principal.require("links", "write")
-    patient, link = await _record_link(session, principal, patient_id, "patient.link", for_update=True)
-    suggested = {s.id: s for s in await suggestions_for(session, link)}
-    if person_id not in suggested:
-        raise NotFound("no such suggestion for this patient", field="person_id")
+async def _relink(
+    session: AsyncSession,
+    principal: Principal,
+    link: PatientLink,
+    person_id: uuid.UUID,
+    *,
+    method: str,
+    action: str,
+    reason: str,
+    score: float | None = None,
+) -> None:
+    """An administrator's move of a record to ``person_id`` (confirmed match or unlink), audited with both persons."""
     old = link.person_id
     consents = await move_record(session, link, person_id)
-    link.method = "confirmed"
+    link.method = method
     link.linked_by = principal.user_id
     link.linked_at = utcnow()
+    detail: dict[str, object] = {
+        "old_person_id": str(old),
+        "person_id": str(person_id),
+        "method": link.method,
+        "consents_moved": consents,
+    }
+    if score is not None:
+        detail["score"] = score
     audit.record(
         session,
         principal.actor,
-        action="patient.link",
+        action=action,
         resource_type=RESOURCE,
-        resource_id=patient.id,
-        patient_id=patient.id,
-        reason="an administrator confirmed a suggested match",
-        detail={
-            "old_person_id": str(old),
-            "person_id": str(person_id),
-            "method": "confirmed",
-            "score": suggested[person_id].score,
-            "consents_moved": consents,
-        },
+        resource_id=link.patient_id,
+        patient_id=link.patient_id,
+        reason=reason,
+        detail=detail,
     )
     await session.flush()
+
+
+async def confirm(session: AsyncSession, principal: Principal, patient_id: uuid.UUID, person_id: uuid.UUID) -> LinkOut:
+    """Join this record to a person currently suggested for it; any other person id is absent (404)."""
+    principal.require("links", "write")
+    _, link = await _record_link(session, principal, patient_id, "patient.link", for_update=True)
+    suggested = {s.id: s for s in await suggestions_for(session, link)}
+    if person_id not in suggested:
+        raise NotFound("no such suggestion for this patient", field="person_id")
+    await _relink(
+        session,
+        principal,
+        link,
+        person_id,
+        method="confirmed",
+        action="patient.link",
+        reason="an administrator confirmed a suggested match",
+        score=suggested[person_id].score,
+    )
     return await _link_out(session, link)
 
 
@@ -484,7 +505,7 @@ async def unlink(session: AsyncSession, principal: Principal, patient_id: uuid.U
     A record that is already the only one of its person has nothing to undo (409).
     """
     principal.require("links", "write")
-    patient, link = await _record_link(session, principal, patient_id, "patient.unlink", for_update=True)
+    _, link = await _record_link(session, principal, patient_id, "patient.unlink", for_update=True)
     if await _other_records(session, link) == 0:
         raise Conflict("the patient's record is not linked to any other record", field="patient_id")
     old = link.person_id
@@ -504,24 +525,13 @@ async def unlink(session: AsyncSession, principal: Principal, patient_id: uuid.U
                 tenant_id=link.tenant_id, patient_id=link.patient_id, person_id=old, created_by=principal.user_id
             )
         )
-    consents = await move_record(session, link, person.id)
-    link.method = "unlinked"
-    link.linked_by = principal.user_id
-    link.linked_at = utcnow()
-    audit.record(
+    await _relink(
         session,
-        principal.actor,
+        principal,
+        link,
+        person.id,
+        method="unlinked",
         action="patient.unlink",
-        resource_type=RESOURCE,
-        resource_id=patient.id,
-        patient_id=patient.id,
         reason="an administrator undid the link",
-        detail={
-            "old_person_id": str(old),
-            "person_id": str(person.id),
-            "method": "unlinked",
-            "consents_moved": consents,
-        },
     )
-    await session.flush()
     return await _link_out(session, link)

@@ -222,6 +222,8 @@ async def view(
     assert requester is not None
 
     own_items = await _items(session, patient)
+    # Role checks once per item type, not per item (each is a Casbin enforce).
+    may_read = {kind: principal.can(permission, "read") for kind, permission in OWN_PERMISSION.items()}
     sources = [
         SourceOut(
             tenant_id=principal.tenant_id,
@@ -230,11 +232,7 @@ async def view(
             categories=[
                 CategoryOut(category, decision.OWN_TENANT, None, None, readable)
                 for category in CATEGORIES
-                if (
-                    readable := [
-                        i for i in own_items.get(category, []) if principal.can(OWN_PERMISSION[i["type"]], "read")
-                    ]
-                )
+                if (readable := [i for i in own_items.get(category, []) if may_read[i["type"]]])
             ],
         )
     ]

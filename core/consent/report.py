@@ -29,6 +29,7 @@ from core.consent import decision, linking
 from core.consent.access import ACCESS_ACTIONS, BREAK_GLASS_OPEN
 from core.consent.categories import BREAK_GLASS_PURPOSE, CATEGORIES
 from core.consent.models import PatientLink
+from core.consent.service import tenant_names
 from core.db import utcnow
 from core.errors import InvalidInput
 from core.inputs import to_utc
@@ -261,18 +262,10 @@ async def user_names(session: AsyncSession, ids: Iterable[uuid.UUID | None]) -> 
     return {row[0]: row[1] for row in rows.all()}
 
 
-async def _tenant_names(session: AsyncSession, ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, str]:
-    wanted = {i for i in ids if i is not None}
-    if not wanted:
-        return {}
-    rows = await session.execute(select(Tenant.id, Tenant.name).where(Tenant.id.in_(wanted)))
-    return {row[0]: row[1] for row in rows.all()}
-
-
 async def _rows(session: AsyncSession, tenant_id: uuid.UUID, events: list[AuditEvent]) -> list[AccessRow]:
     details = [e.detail or {} for e in events]
     users = await user_names(session, (e.actor_user_id for e in events))
-    tenants = await _tenant_names(
+    tenants = await tenant_names(
         session,
         [tenant_id] + [_id(d, "requesting_tenant_id") for d in details] + [_id(d, "source_tenant_id") for d in details],
     )
@@ -546,7 +539,7 @@ async def portal_access_log(
     events.sort(key=lambda e: (e.at, e.id.hex), reverse=True)
     page = events[offset : offset + limit]
     users = await user_names(session, (e.user_id for e in page))
-    tenants = await _tenant_names(
+    tenants = await tenant_names(
         session, [e.record_tenant for e in page] + [_id(e.detail, "requesting_tenant_id") for e in page]
     )
     audit.record(

@@ -7,14 +7,14 @@ about the same person would tell it where else the person is cared for). The pat
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 import msgspec
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import audit
+from core import audit, staff
 from core.alerts.models import Alert
 from core.consent import linking
 from core.consent.access import BREAK_GLASS_OPEN
@@ -45,7 +45,7 @@ from core.patients.service import require_patient
 from core.principal import Principal
 from tenants.context import tenant_context
 from tenants.isolation import other_tenant_session
-from tenants.models import Membership, Network, Tenant
+from tenants.models import Network, Tenant
 
 RESOURCE = "Consent"
 Sessions = Callable[[], AsyncSession]
@@ -89,10 +89,12 @@ def to_out(consent: Consent, patient_id: uuid.UUID | None, names: dict[uuid.UUID
     )
 
 
-async def tenant_names(session: AsyncSession, ids: set[uuid.UUID]) -> dict[uuid.UUID, str]:
-    if not ids:
+async def tenant_names(session: AsyncSession, ids: Iterable[uuid.UUID | None]) -> dict[uuid.UUID, str]:
+    """Names of tenants of the network (a directory every tenant may know)."""
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
         return {}
-    return {t.id: t.name for t in await session.scalars(select(Tenant).where(Tenant.id.in_(ids)))}
+    return {t.id: t.name for t in await session.scalars(select(Tenant).where(Tenant.id.in_(wanted)))}
 
 
 async def _names_for(session: AsyncSession, consents: list[Consent]) -> dict[uuid.UUID, str]:
@@ -113,6 +115,19 @@ async def network_of(session: AsyncSession, tenant_id: uuid.UUID) -> Network:
     )
     assert network is not None
     return network
+
+
+async def _the_network(session: AsyncSession) -> Network:
+    """The deployment's network (network administrators act on it, outside any tenant)."""
+    network = await session.scalar(select(Network).order_by(Network.created_at).limit(1))
+    if network is None:
+        raise NotFound("no network")
+    return network
+
+
+def _require(principal: Principal, act: str) -> None:
+    """Staff need the consents permission; a patient, the portal's (for their own consents only)."""
+    principal.require("portal" if principal.is_patient else "consents", act)
 
 
 def _unique(values: list[str]) -> list[str]:
@@ -273,10 +288,7 @@ async def _record_patient(session: AsyncSession, principal: Principal, consent: 
 
 
 async def read(session: AsyncSession, principal: Principal, consent_id: uuid.UUID) -> ConsentOut:
-    if principal.is_patient:
-        principal.require("portal", "read")
-    else:
-        principal.require("consents", "read")
+    _require(principal, "read")
     consent = await _own_consent(session, principal, consent_id, "consent.read")
     patient_id = await _record_patient(session, principal, consent)
     audit.record(
@@ -292,10 +304,7 @@ async def read(session: AsyncSession, principal: Principal, consent_id: uuid.UUI
 
 async def revoke(session: AsyncSession, principal: Principal, consent_id: uuid.UUID, data: ConsentRevoke) -> ConsentOut:
     """Revoke a consent: access it allowed stops on the very next request (decisions read consents fresh)."""
-    if principal.is_patient:
-        principal.require("portal", "write")
-    else:
-        principal.require("consents", "write")
+    _require(principal, "write")
     consent = await _own_consent(session, principal, consent_id, "consent.revoke")
     if consent.status == "revoked":
         raise Conflict("the consent is already revoked", field="status")
@@ -337,9 +346,7 @@ async def list_for_portal(session: AsyncSession, principal: Principal) -> list[C
 
 async def get_network_default(session: AsyncSession, principal: Principal) -> NetworkConsentDefault:
     principal.require("consent_default", "read")
-    network = await session.scalar(select(Network).order_by(Network.created_at).limit(1))
-    if network is None:
-        raise NotFound("no network")
+    network = await _the_network(session)
     return msgspec.convert({"consent_default": network.consent_default}, NetworkConsentDefault)
 
 
@@ -348,9 +355,7 @@ async def set_network_default(
 ) -> NetworkConsentDefault:
     """The network administrators choose what crosses tenants without a consent (opt-in: nothing)."""
     principal.require("consent_default", "write")
-    network = await session.scalar(select(Network).order_by(Network.created_at).limit(1))
-    if network is None:
-        raise NotFound("no network")
+    network = await _the_network(session)
     before = network.consent_default
     network.consent_default = data.consent_default
     # The change concerns every tenant's patients: it is written in every tenant's audit log (network scope).
@@ -439,7 +444,7 @@ async def open_break_glass(
                         "requesting_user": principal.full_name,
                     },
                 )
-                for user_id in await _reviewers(other):
+                for user_id in await staff.holding(other, "privacy_officer", "tenant_admin"):
                     other.add(
                         Alert(
                             user_id=user_id,
@@ -476,16 +481,6 @@ async def open_break_glass(
         expires_at=grant.expires_at,
         categories=sorted(BREAK_GLASS_CATEGORIES),
     )
-
-
-async def _reviewers(session: AsyncSession) -> list[uuid.UUID]:
-    """The current tenant's privacy officers; without one, its administrators."""
-    members = list(await session.scalars(select(Membership).where(Membership.is_active.is_(True))))
-    for role in ("privacy_officer", "tenant_admin"):
-        found = [m.user_id for m in members if role in (m.roles or [])]
-        if found:
-            return found
-    return []
 
 
 def refuse_network_admin(principal: Principal) -> None:
@@ -541,9 +536,7 @@ async def set_primary_care(
 
 async def get_link_systems(session: AsyncSession, principal: Principal) -> LinkSystems:
     principal.require("consent_default", "read")
-    network = await session.scalar(select(Network).order_by(Network.created_at).limit(1))
-    if network is None:
-        raise NotFound("no network")
+    network = await _the_network(session)
     return LinkSystems(systems=list(network.link_systems or []))
 
 
@@ -551,9 +544,7 @@ async def set_link_systems(session: AsyncSession, principal: Principal, data: Li
     """Network administrators choose which identifier systems link records automatically. Records are (re)linked
     under the new list when they are next created or changed; links made before stay until undone."""
     principal.require("consent_default", "write")
-    network = await session.scalar(select(Network).order_by(Network.created_at).limit(1))
-    if network is None:
-        raise NotFound("no network")
+    network = await _the_network(session)
     systems = list(dict.fromkeys(data.systems))
     for index, system in enumerate(systems):
         if is_mrn_system(system):

@@ -22,7 +22,6 @@ from core.outbox import OutboxEvent
 from core.patients.models import Patient
 from core.results.models import LabResult
 from core.tasks.models import OPEN_STATUSES, Task, TaskComment, TaskStatusChange
-from tenants.models import Membership
 
 
 def _add_task(session: AsyncSession, task: Task, reason: str, detail: dict[str, str]) -> None:
@@ -263,10 +262,7 @@ async def prune_outbox(session: AsyncSession, event: Event) -> None:
 
 
 async def _tenant_admins(session: AsyncSession) -> list[uuid.UUID]:
-    staff = await session.scalars(
-        select(Membership).where(Membership.is_active.is_(True), Membership.patient_id.is_(None))
-    )
-    return sorted(m.user_id for m in staff.all() if "tenant_admin" in (m.roles or []))
+    return sorted(await staff.holding(session, "tenant_admin"))
 
 
 @on("schedule.critical_results", "critical-result-escalation")

@@ -20,19 +20,19 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import audit
+from core import audit, staff
 from core.audit import SYSTEM
-from core.careteams.models import CareTeam, CareTeamMember
 from core.consent import access, decision
 from core.consent.models import PatientLink
+from core.consent.service import network_of, tenant_names
 from core.db import utcnow
 from core.encounters.models import Encounter
 from core.jobs.handlers import Event, on
-from core.jobs.rules import _add_task
+from core.jobs.rules import _add_task, _care_team_lead
 from core.notify import messages, rules_config
 from core.tasks.models import Task
 from tenants.isolation import other_tenant_session
-from tenants.models import Membership, Network, Tenant
+from tenants.models import Tenant
 
 CATEGORY = "tasks_appointments"
 PURPOSE = "care_coordination"
@@ -76,24 +76,10 @@ async def primary_care(session: AsyncSession, person_id: uuid.UUID, hospital: uu
 
 async def _owner(session: AsyncSession, patient_id: uuid.UUID) -> uuid.UUID | None:
     """Who owns the clinic's transition tasks: the patient's care team lead, else a care manager, else an admin."""
-    lead = await session.scalar(
-        select(CareTeamMember.user_id)
-        .join(CareTeam, CareTeam.id == CareTeamMember.team_id)
-        .where(CareTeam.patient_id == patient_id, CareTeamMember.is_lead.is_(True))
-        .limit(1)
-    )
+    lead = await _care_team_lead(session, patient_id)
     if lead is not None:
         return lead
-    members = list(
-        await session.scalars(
-            select(Membership).where(Membership.is_active.is_(True)).order_by(Membership.created_at, Membership.id)
-        )
-    )
-    for role in ("care_manager", "tenant_admin"):
-        for member in members:
-            if role in (member.roles or []):
-                return member.user_id
-    return None
+    return next(iter(await staff.holding(session, "care_manager", "tenant_admin")), None)
 
 
 @on("encounter.discharged", "transition-of-care-tasks")
@@ -110,10 +96,7 @@ async def transition_of_care(session: AsyncSession, event: Event) -> None:
     clinic = await primary_care(session, link.person_id, hospital)
     if clinic is None:
         return
-    network = await session.scalar(
-        select(Network).join(Tenant, Tenant.network_id == Network.id).where(Tenant.id == hospital)
-    )
-    assert network is not None
+    network = await network_of(session, hospital)
     # Decided when the rule runs, with the consents as they are then (a consent signed at discharge counts).
     event_time = utcnow()
     point = await decision.load(session, [link.person_id], network.consent_default, now=event_time)
@@ -130,8 +113,8 @@ async def transition_of_care(session: AsyncSession, event: Event) -> None:
             source_tenant_id=hospital,
         )
     )
-    clinic_name = await session.scalar(select(Tenant.name).where(Tenant.id == clinic.tenant_id)) or ""
-    hospital_name = await session.scalar(select(Tenant.name).where(Tenant.id == hospital)) or ""
+    names = await tenant_names(session, (clinic.tenant_id, hospital))
+    clinic_name, hospital_name = names.get(clinic.tenant_id, ""), names.get(hospital, "")
     made = 0
     if decided.allowed:
         async with other_tenant_session(session, clinic.tenant_id) as other:
