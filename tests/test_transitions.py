@@ -13,8 +13,8 @@ import pytest
 from litestar.testing import AsyncTestClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from core.encounters.rules import add_business_days, transition_of_care
 from core.jobs.handlers import Event
-from core.jobs.transitions import add_business_days, transition_of_care
 from core.settings import Settings
 from tenants.context import tenant_context
 from tests.consent_world import Net, build_net, person_in

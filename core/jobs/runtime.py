@@ -42,8 +42,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core import schema as _schema  # noqa: F401 - every table known to the ORM (foreign keys resolve)
 from core.db import make_engine, make_sessionmaker, utcnow
-from core.jobs import rules as _rules  # noqa: F401 - registers the handlers
-from core.jobs import transitions as _transitions  # noqa: F401 - registers the transition-of-care rule
 from core.jobs.handlers import HANDLERS, Event, handler
 from core.jobs.models import DeadLetter, JobReceipt
 from core.outbox import OutboxEvent

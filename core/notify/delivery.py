@@ -12,6 +12,7 @@ import asyncio
 import uuid
 from collections.abc import Mapping
 from datetime import datetime, time, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -19,7 +20,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import outbox
 from core.db import utcnow
-from core.jobs.handlers import Event, on
 from core.notify import rules_config
 from core.notify.messages import Content, lower
 from core.notify.models import Notification, NotificationPreference
@@ -29,6 +29,9 @@ from core.plugins import PluginError, channels
 from plugin_sdk import Channel, ChannelError, Detail, OutboundMessage
 from tenants.context import current_tenant_id
 from tenants.models import Tenant, User
+
+if TYPE_CHECKING:
+    from core.jobs.events import Event
 
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 _config: dict[str, str] = {}
@@ -232,7 +235,6 @@ async def _quiet(session: AsyncSession, notification: Notification, now: datetim
     return quiet_until(now, hours, timezone)
 
 
-@on("notification.queued", "send-notification")
 async def send_notification(session: AsyncSession, event: Event) -> None:
     """Send one queued notification through its channel (retried on transient failures, not on permanent ones)."""
     notification = await session.get(
@@ -283,7 +285,6 @@ async def send_notification(session: AsyncSession, event: Event) -> None:
     notification.last_error = None
 
 
-@on("schedule.deferred_notifications", "release-deferred-notifications")
 async def release_deferred(session: AsyncSession, event: Event) -> None:
     """Queue again the notifications whose quiet hours have ended (every minute)."""
     at = datetime.fromisoformat(event.payload["at"])

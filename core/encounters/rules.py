@@ -15,24 +15,29 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit, staff
 from core.audit import SYSTEM
+from core.careteams.members import lead_of
 from core.consent import access, decision
 from core.consent.models import PatientLink
 from core.consent.service import network_of, tenant_names
 from core.db import utcnow
 from core.encounters.models import Encounter
-from core.jobs.handlers import Event, on
-from core.jobs.rules import _add_task, _care_team_lead
 from core.notify import messages, rules_config
+from core.tasks.automatic import add_task
 from core.tasks.models import Task
 from tenants.isolation import other_tenant_session
 from tenants.models import Tenant
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from core.jobs.events import Event
 
 CATEGORY = "tasks_appointments"
 PURPOSE = "care_coordination"
@@ -76,13 +81,12 @@ async def primary_care(session: AsyncSession, person_id: uuid.UUID, hospital: uu
 
 async def _owner(session: AsyncSession, patient_id: uuid.UUID) -> uuid.UUID | None:
     """Who owns the clinic's transition tasks: the patient's care team lead, else a care manager, else an admin."""
-    lead = await _care_team_lead(session, patient_id)
+    lead = await lead_of(session, patient_id)
     if lead is not None:
         return lead
     return next(iter(await staff.holding(session, "care_manager", "tenant_admin")), None)
 
 
-@on("encounter.discharged", "transition-of-care-tasks")
 async def transition_of_care(session: AsyncSession, event: Event) -> None:
     encounter = await session.get(Encounter, uuid.UUID(event.payload["encounter_id"]))
     if encounter is None or encounter.discharged_at is None:
@@ -174,7 +178,7 @@ async def _create_tasks(
         escalation_level=0,
         data_category=encounter.data_category,
     )
-    _add_task(session, call, "transition of care", detail)
+    add_task(session, call, "transition of care", detail)
     visit = Task(
         id=uuid.uuid5(event.id, "transition-of-care/visit"),
         patient_id=clinic.patient_id,
@@ -188,7 +192,7 @@ async def _create_tasks(
         escalation_level=0,
         data_category=encounter.data_category,
     )
-    _add_task(session, visit, "transition of care", detail)
+    add_task(session, visit, "transition of care", detail)
     audit.record(
         session,
         SYSTEM,
