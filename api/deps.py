@@ -17,6 +17,7 @@ from api.hub import Hub
 from api.tokens import Claims
 from core import audit
 from core.errors import Forbidden, Unauthorized
+from core.portal.accounts import require_active_record
 from core.principal import Principal
 from core.settings import Settings
 from tenants import accounts
@@ -67,6 +68,8 @@ async def provide_principal(request: Request[Any, Any, Any], session: Db) -> Pri
     hub: Hub = request.app.state.hub
     assert hub.authorizer is not None
     caller = await accounts.resolve(session, claims.user_id, claims.tenant_id, claims.token_version, claims.issued_at)
+    if caller.patient_id is not None:
+        await require_active_record(session, caller.patient_id)
     principal = Principal(
         user_id=caller.user_id,
         email=caller.email,

@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from core import audit
 from core.db import utcnow
 from core.errors import Forbidden, InvalidInput, Unauthorized
-from core.patients.models import Patient
 from tenants import passwords
 from tenants.context import get_tenant_id, tenant_context
 from tenants.models import PATIENT_ROLE, Membership, Tenant, User
@@ -141,7 +140,8 @@ async def resolve(
 ) -> Caller:
     """Re-check, on every request, that the token's user, tenant and membership still stand.
 
-    Runs in the request's own transaction (in the token's tenant context): one query when all is well.
+    Runs in the request's own transaction (in the token's tenant context): one query when all is well. A portal
+    account's patient record is the caller's to check (``core.portal.accounts``): tenants know no patients.
     """
     if tenant_id is None:
         user = await session.get(User, user_id)
@@ -172,10 +172,6 @@ async def resolve(
             raise Unauthorized("the token was issued before the tenant was suspended or the member removed")
     if not membership.roles:
         raise Unauthorized("the token's membership has no roles")
-    if membership.patient_id is not None:
-        active = await session.scalar(select(Patient.active).where(Patient.id == membership.patient_id))
-        if not active:
-            raise Unauthorized("the patient record of this portal account is deactivated")
     # A portal account acts as its patient only, whatever roles its row may have been given.
     roles = (PATIENT_ROLE,) if membership.patient_id is not None else tuple(membership.roles)
     return Caller(
