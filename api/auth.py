@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING
 
 from litestar.datastructures import Headers
 
 from api.hub import Hub
 from core.errors import Unauthorized
-from tenants.context import network_scope, tenant_context
+from tenants.context import tenant_context
 
 if TYPE_CHECKING:
     from litestar.types import ASGIApp, Receive, Scope, Send
@@ -21,8 +20,10 @@ CLAIMS = "carehub.claims"
 class AuthMiddleware:
     """Verifies the token of every non-public route and runs the route in the token's tenant context.
 
-    Network administrators' tokens carry no tenant; their requests run in ``network_scope``. The database
-    re-check of the caller is the ``principal`` dependency's (see ``api.deps``).
+    Network administrators' tokens carry no tenant, and their requests run without one: a statement on
+    tenant-owned data fails closed, unless the service opens a network-wide view for it
+    (``tenants.scope.network_wide``). The database re-check of the caller is the ``principal`` dependency's
+    (see ``api.deps``).
     """
 
     def __init__(self, app: ASGIApp, public_prefixes: tuple[str, ...] = ("/schema",)) -> None:
@@ -49,10 +50,8 @@ class AuthMiddleware:
         # arrives. The caller is re-read from the database by the ``principal`` dependency, in the
         # request's transaction, after the body has been read.
         scope.setdefault("state", {})[CLAIMS] = claims
-        scope_cm: AbstractContextManager[object] = (
-            tenant_context(claims.tenant_id)
-            if claims.tenant_id is not None
-            else network_scope("network administrator request")
-        )
-        with scope_cm:
+        if claims.tenant_id is None:
+            await self.app(scope, receive, send)
+            return
+        with tenant_context(claims.tenant_id):
             await self.app(scope, receive, send)

@@ -70,6 +70,10 @@ async def provide_principal(request: Request[Any, Any, Any], session: Db) -> Pri
     caller = await accounts.resolve(session, claims.user_id, claims.tenant_id, claims.token_version, claims.issued_at)
     if caller.patient_id is not None:
         await require_active_record(session, caller.patient_id)
+    if caller.tenant_id is None:
+        # A network administrator acts in no tenant: the read of the caller ends here, so that a service that needs
+        # a network-wide view begins the request's transaction inside it (see tenants.scope.network_wide).
+        await session.commit()
     principal = Principal(
         user_id=caller.user_id,
         email=caller.email,

@@ -1,7 +1,7 @@
 """Onboarding: network administrators create tenants, invite their first admin, activate and suspend.
 
-Network administrators' requests run inside ``network_scope`` (set by the API for network tokens); their
-actions are audited in the log of the tenant they act on.
+Network administrators act in no tenant: each of their functions here opens the network-wide view it needs
+(``tenants.scope.network_wide``), and their actions are audited in the log of the tenant they act on.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from tenants.accounts import check_password, normalise_email
 from tenants.context import tenant_context
 from tenants.models import PATIENT_ROLE, Invitation, Membership, Network, Tenant, User
 from tenants.schemas import InvitationOut, InvitationSummary, TenantCreate, TenantOut
+from tenants.scope import network_wide
 
 RESOURCE = "Tenant"
 # Allowed status changes: (from, to)
@@ -50,48 +51,50 @@ def hash_token(token: str) -> str:
 
 async def create_tenant(session: AsyncSession, principal: Principal, data: TenantCreate) -> TenantOut:
     principal.require("tenants", "create")
-    network = await session.scalar(select(Network).order_by(Network.created_at).limit(1))
-    if network is None:
-        raise Conflict("the network is not set up; create it with 'carehub init'")
-    if await session.scalar(select(Tenant.id).where(Tenant.slug == data.slug)) is not None:
-        raise Conflict(f"slug {data.slug} is taken", field="slug")
-    tenant = Tenant(
-        id=uuid.uuid4(), network_id=network.id, slug=data.slug, name=data.name, kind=data.kind, status="pending"
-    )
-    session.add(tenant)
-    await session.flush()
-    audit.record(
-        session,
-        principal.actor,
-        action="tenant.create",
-        resource_type=RESOURCE,
-        resource_id=tenant.id,
-        tenant_id=tenant.id,
-        detail={"slug": tenant.slug, "kind": tenant.kind},
-    )
-    await session.flush()
-    return tenant_out(tenant, 0)
+    async with network_wide(session, "onboarding: a new tenant, audited in its own log"):
+        network = await session.scalar(select(Network).order_by(Network.created_at).limit(1))
+        if network is None:
+            raise Conflict("the network is not set up; create it with 'carehub init'")
+        if await session.scalar(select(Tenant.id).where(Tenant.slug == data.slug)) is not None:
+            raise Conflict(f"slug {data.slug} is taken", field="slug")
+        tenant = Tenant(
+            id=uuid.uuid4(), network_id=network.id, slug=data.slug, name=data.name, kind=data.kind, status="pending"
+        )
+        session.add(tenant)
+        await session.flush()
+        audit.record(
+            session,
+            principal.actor,
+            action="tenant.create",
+            resource_type=RESOURCE,
+            resource_id=tenant.id,
+            tenant_id=tenant.id,
+            detail={"slug": tenant.slug, "kind": tenant.kind},
+        )
+        await session.flush()
+        return tenant_out(tenant, 0)
 
 
 async def list_tenants(
     session: AsyncSession, principal: Principal, *, status: str | None, limit: int, offset: int
 ) -> list[TenantOut]:
     principal.require("tenants", "read")
-    counts = (
-        select(Membership.tenant_id, func.count().label("n"))
-        .where(Membership.is_active.is_(True))
-        .group_by(Membership.tenant_id)
-        .subquery()
-    )
-    query = select(Tenant, counts.c.n).outerjoin(counts, counts.c.tenant_id == Tenant.id)
-    if status:
-        query = query.where(Tenant.status == status)
-    rows = await session.execute(query.order_by(Tenant.slug).limit(limit).offset(offset))
-    return [tenant_out(t, n or 0) for t, n in rows.all()]
+    async with network_wide(session, "onboarding: the network's tenants and their members"):
+        counts = (
+            select(Membership.tenant_id, func.count().label("n"))
+            .where(Membership.is_active.is_(True))
+            .group_by(Membership.tenant_id)
+            .subquery()
+        )
+        query = select(Tenant, counts.c.n).outerjoin(counts, counts.c.tenant_id == Tenant.id)
+        if status:
+            query = query.where(Tenant.status == status)
+        rows = await session.execute(query.order_by(Tenant.slug).limit(limit).offset(offset))
+        return [tenant_out(t, n or 0) for t, n in rows.all()]
 
 
 async def _member_count(session: AsyncSession, tenant_id: uuid.UUID) -> int:
-    """Active members of a tenant (network administrators' requests run in network scope)."""
+    """Active members of a tenant (read by network administrators, network-wide)."""
     count = await session.scalar(
         select(func.count()).where(Membership.tenant_id == tenant_id, Membership.is_active.is_(True))
     )
@@ -107,40 +110,42 @@ async def _tenant(session: AsyncSession, tenant_id: uuid.UUID) -> Tenant:
 
 async def get_tenant(session: AsyncSession, principal: Principal, tenant_id: uuid.UUID) -> TenantOut:
     principal.require("tenants", "read")
-    tenant = await _tenant(session, tenant_id)
-    return tenant_out(tenant, await _member_count(session, tenant.id))
+    async with network_wide(session, "onboarding: a tenant and its members"):
+        tenant = await _tenant(session, tenant_id)
+        return tenant_out(tenant, await _member_count(session, tenant.id))
 
 
 async def set_status(
     session: AsyncSession, principal: Principal, tenant_id: uuid.UUID, status: str, reason: str | None = None
 ) -> TenantOut:
     principal.require("tenants", "update")
-    tenant = await _tenant(session, tenant_id)
-    if tenant.status == status:
+    async with network_wide(session, "onboarding: a tenant's status, audited in its own log"):
+        tenant = await _tenant(session, tenant_id)
+        if tenant.status == status:
+            return tenant_out(tenant, await _member_count(session, tenant.id))
+        if (tenant.status, status) not in TRANSITIONS:
+            raise Conflict(f"a {tenant.status} tenant cannot become {status}", field="status")
+        previous = tenant.status
+        tenant.status = status
+        now = utcnow()
+        if status == "active":
+            tenant.activated_at = now
+            tenant.suspended_at = None
+        else:
+            tenant.suspended_at = now
+            tenant.tokens_valid_after = now
+        audit.record(
+            session,
+            principal.actor,
+            action=f"tenant.{'activate' if status == 'active' else 'suspend'}",
+            resource_type=RESOURCE,
+            resource_id=tenant.id,
+            tenant_id=tenant.id,
+            reason=reason,
+            detail={"from": previous, "to": status},
+        )
+        await session.flush()
         return tenant_out(tenant, await _member_count(session, tenant.id))
-    if (tenant.status, status) not in TRANSITIONS:
-        raise Conflict(f"a {tenant.status} tenant cannot become {status}", field="status")
-    previous = tenant.status
-    tenant.status = status
-    now = utcnow()
-    if status == "active":
-        tenant.activated_at = now
-        tenant.suspended_at = None
-    else:
-        tenant.suspended_at = now
-        tenant.tokens_valid_after = now
-    audit.record(
-        session,
-        principal.actor,
-        action=f"tenant.{'activate' if status == 'active' else 'suspend'}",
-        resource_type=RESOURCE,
-        resource_id=tenant.id,
-        tenant_id=tenant.id,
-        reason=reason,
-        detail={"from": previous, "to": status},
-    )
-    await session.flush()
-    return tenant_out(tenant, await _member_count(session, tenant.id))
 
 
 async def invite_to_tenant(
@@ -148,7 +153,8 @@ async def invite_to_tenant(
 ) -> InvitationOut:
     """A network administrator invites someone (usually the first admin) into any tenant."""
     principal.require("tenants", "update")
-    return await _invite(session, principal, tenant_id, email, roles, ttl_hours)
+    async with network_wide(session, "onboarding: an invitation into a tenant, audited in its log"):
+        return await _invite(session, principal, tenant_id, email, roles, ttl_hours)
 
 
 async def invite_member(

@@ -46,6 +46,7 @@ from core.principal import Principal
 from tenants.context import tenant_context
 from tenants.isolation import other_tenant_session
 from tenants.models import Network, Tenant
+from tenants.scope import network_wide
 
 RESOURCE = "Consent"
 Sessions = Callable[[], AsyncSession]
@@ -355,22 +356,23 @@ async def set_network_default(
 ) -> NetworkConsentDefault:
     """The network administrators choose what crosses tenants without a consent (opt-in: nothing)."""
     principal.require("consent_default", "write")
-    network = await _the_network(session)
-    before = network.consent_default
-    network.consent_default = data.consent_default
-    # The change concerns every tenant's patients: it is written in every tenant's audit log (network scope).
-    for tenant_id in await session.scalars(select(Tenant.id).where(Tenant.network_id == network.id)):
-        audit.record(
-            session,
-            principal.actor,
-            action="network.consent_default",
-            resource_type="Network",
-            resource_id=network.id,
-            tenant_id=tenant_id,
-            detail={"from": before, "to": data.consent_default},
-        )
-    await session.flush()
-    return msgspec.convert({"consent_default": network.consent_default}, NetworkConsentDefault)
+    async with network_wide(session, "network consent default: written in every tenant's audit log"):
+        network = await _the_network(session)
+        before = network.consent_default
+        network.consent_default = data.consent_default
+        # The change concerns every tenant's patients: it is written in every tenant's audit log (network scope).
+        for tenant_id in await session.scalars(select(Tenant.id).where(Tenant.network_id == network.id)):
+            audit.record(
+                session,
+                principal.actor,
+                action="network.consent_default",
+                resource_type="Network",
+                resource_id=network.id,
+                tenant_id=tenant_id,
+                detail={"from": before, "to": data.consent_default},
+            )
+        await session.flush()
+        return msgspec.convert({"consent_default": network.consent_default}, NetworkConsentDefault)
 
 
 async def open_break_glass(
@@ -544,26 +546,29 @@ async def set_link_systems(session: AsyncSession, principal: Principal, data: Li
     """Network administrators choose which identifier systems link records automatically. Records are (re)linked
     under the new list when they are next created or changed; links made before stay until undone."""
     principal.require("consent_default", "write")
-    network = await _the_network(session)
-    systems = list(dict.fromkeys(data.systems))
-    for index, system in enumerate(systems):
-        if is_mrn_system(system):
-            raise InvalidInput("a tenant's MRN system never links records across tenants", field=f"systems[{index}]")
-    before = list(network.link_systems or [])
-    network.link_systems = systems
-    await _refresh_link_keys(session, network.id, systems)
-    for tenant_id in await session.scalars(select(Tenant.id).where(Tenant.network_id == network.id)):
-        audit.record(
-            session,
-            principal.actor,
-            action="network.link_systems",
-            resource_type="Network",
-            resource_id=network.id,
-            tenant_id=tenant_id,
-            detail={"from": before, "to": systems},
-        )
-    await session.flush()
-    return LinkSystems(systems=systems)
+    async with network_wide(session, "network link systems: every tenant's linking keys and audit log"):
+        network = await _the_network(session)
+        systems = list(dict.fromkeys(data.systems))
+        for index, system in enumerate(systems):
+            if is_mrn_system(system):
+                raise InvalidInput(
+                    "a tenant's MRN system never links records across tenants", field=f"systems[{index}]"
+                )
+        before = list(network.link_systems or [])
+        network.link_systems = systems
+        await _refresh_link_keys(session, network.id, systems)
+        for tenant_id in await session.scalars(select(Tenant.id).where(Tenant.network_id == network.id)):
+            audit.record(
+                session,
+                principal.actor,
+                action="network.link_systems",
+                resource_type="Network",
+                resource_id=network.id,
+                tenant_id=tenant_id,
+                detail={"from": before, "to": systems},
+            )
+        await session.flush()
+        return LinkSystems(systems=systems)
 
 
 async def _refresh_link_keys(session: AsyncSession, network_id: uuid.UUID, systems: list[str]) -> None:
