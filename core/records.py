@@ -66,13 +66,14 @@ class Records(Generic[Model, Out]):
 
     ``permission`` is the Casbin object of its checks (``principal.require(permission, act)``);
     ``patient_of`` says which patient an audit event about a record concerns (by default its ``patient_id``).
+    ``shape`` is left out where the output needs the database (a domain's own async ``to_out``).
     """
 
     model: type[Model]
     resource_type: str
     permission: str
     not_found: str
-    shape: Callable[[Model], Out]
+    shape: Callable[[Model], Out] | None = None
     patient_of: Callable[[Model], uuid.UUID | None] = field(default=_own_patient)
 
     async def get(
@@ -113,6 +114,8 @@ class Records(Generic[Model, Out]):
         )
 
     def to_out(self, record: Model) -> Out:
+        if self.shape is None:
+            raise TypeError(f"{self.resource_type} records are shaped by their service")
         return self.shape(record)
 
     def missing(self) -> NotFound:
