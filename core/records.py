@@ -66,7 +66,8 @@ class Records(Generic[Model, Out]):
 
     ``permission`` is the Casbin object of its checks (``principal.require(permission, act)``);
     ``patient_of`` says which patient an audit event about a record concerns (by default its ``patient_id``).
-    ``shape`` is left out where the output needs the database (a domain's own async ``to_out``).
+    ``shape`` is left out where the output needs the database (a domain's own async ``to_out``). A record type
+    whose reads concern no patient (a tenant's templates) may leave its 404s unaudited (``audited=False``).
     """
 
     model: type[Model]
@@ -75,6 +76,7 @@ class Records(Generic[Model, Out]):
     not_found: str
     shape: Callable[[Model], Out] | None = None
     patient_of: Callable[[Model], uuid.UUID | None] = field(default=_own_patient)
+    audited: bool = True
 
     async def get(
         self,
@@ -90,6 +92,13 @@ class Records(Generic[Model, Out]):
         given); an absent record is an audited 404 (as ``action``)."""
         if need is not None:
             principal.require(self.permission, need)
+        if not self.audited:
+            record = await session.get(
+                self.model, record_id, with_for_update=for_update or None, populate_existing=for_update
+            )
+            if record is None:
+                raise self.missing()
+            return record
         return await get_or_404(
             session,
             principal,
@@ -119,5 +128,5 @@ class Records(Generic[Model, Out]):
         return self.shape(record)
 
     def missing(self) -> NotFound:
-        """The 404 of a record looked up another way than by id (not audited: there is no id to name)."""
+        """The bare 404 of this record type, for a lookup the caller audits itself (or not at all)."""
         return NotFound(self.not_found)

@@ -9,7 +9,7 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import audit, inputs, outbox, staff
+from core import inputs, outbox, staff
 from core.appointments.models import Appointment
 from core.careplans import standard, structured
 from core.careplans.models import (
@@ -40,7 +40,7 @@ from core.db import utcnow
 from core.errors import Conflict, InvalidInput, NotFound
 from core.patients.service import require_patient
 from core.principal import Principal
-from core.records import get_or_404
+from core.records import Records
 from core.tasks.models import Task
 
 RESOURCE = "CarePlan"
@@ -86,13 +86,7 @@ async def create_template(session: AsyncSession, principal: Principal, data: Tem
         activities=msgspec.to_builtins(data.activities),
     )
     session.add(template)
-    audit.record(
-        session,
-        principal.actor,
-        action="care_plan_template.create",
-        resource_type="CarePlanTemplate",
-        resource_id=template.id,
-    )
+    TEMPLATES.audit(session, principal, template, "care_plan_template.create")
     await session.flush()
     return template_out(template)
 
@@ -113,10 +107,7 @@ async def update_template(
 ) -> TemplateOut:
     """Rename or describe a template, or retire it (``active: false``): retired templates are not offered for new
     plans; plans made from them keep it."""
-    principal.require("careplan_templates", "write")
-    template = await session.get(CarePlanTemplate, template_id)
-    if template is None:
-        raise NotFound("care plan template not found")
+    template = await TEMPLATES.get(session, principal, template_id, "care_plan_template.update", need="write")
     changed = {}
     for field, value in inputs.given(data).items():
         if getattr(template, field) != value:
@@ -124,14 +115,7 @@ async def update_template(
             setattr(template, field, value)
     if changed:
         template.updated_at = utcnow()
-    audit.record(
-        session,
-        principal.actor,
-        action="care_plan_template.update",
-        resource_type="CarePlanTemplate",
-        resource_id=template.id,
-        detail={"fields": sorted(changed)},
-    )
+    TEMPLATES.audit(session, principal, template, "care_plan_template.update", fields=sorted(changed))
     await session.flush()
     return template_out(template)
 
@@ -149,17 +133,25 @@ async def _template(session: AsyncSession, template_id: uuid.UUID, field: str | 
     if template is None or not template.active:
         if field:
             raise InvalidInput("no active care plan template of this tenant has this id", field=field)
-        raise NotFound("care plan template not found")
+        raise TEMPLATES.missing()
     return template
 
 
 async def read_template(session: AsyncSession, principal: Principal, template_id: uuid.UUID) -> TemplateOut:
     """One template, retired ones included (plans made from them still point at them)."""
-    principal.require("careplan_templates", "read")
-    template = await session.get(CarePlanTemplate, template_id)
-    if template is None:
-        raise NotFound("care plan template not found")
+    template = await TEMPLATES.get(session, principal, template_id, "care_plan_template.read", need="read")
     return template_out(template)
+
+
+TEMPLATES = Records(
+    model=CarePlanTemplate,
+    resource_type="CarePlanTemplate",
+    permission="careplan_templates",
+    not_found="care plan template not found",
+    shape=template_out,
+    patient_of=lambda template: None,
+    audited=False,
+)
 
 
 # Plans --------------------------------------------------------------------------------------------------------
@@ -185,6 +177,11 @@ def to_out(plan: CarePlan) -> CarePlanOut:
         updated_at=plan.updated_at,
         data_category=plan.data_category,
     )
+
+
+CARE_PLANS = Records(
+    model=CarePlan, resource_type=RESOURCE, permission="careplans", not_found="care plan not found", shape=to_out
+)
 
 
 def goal_out(goal: CarePlanGoal) -> GoalOut:
@@ -265,15 +262,7 @@ async def _new_version(
             changed_by=principal.user_id,
         )
     )
-    audit.record(
-        session,
-        principal.actor,
-        action=action,
-        resource_type=RESOURCE,
-        resource_id=plan.id,
-        patient_id=plan.patient_id,
-        detail={"version": plan.version},
-    )
+    CARE_PLANS.audit(session, principal, plan, action, version=plan.version)
     outbox.emit(
         session,
         "care_plan.created" if action == "care_plan.create" else "care_plan.updated",
@@ -323,28 +312,14 @@ async def create(session: AsyncSession, principal: Principal, data: CarePlanCrea
     return await _new_version(session, principal, plan, [{"op": "create"}], "care_plan.create")
 
 
-async def _load(session: AsyncSession, principal: Principal, plan_id: uuid.UUID, action: str) -> CarePlan:
-    return await get_or_404(
-        session, principal, CarePlan, plan_id, action=action, resource_type=RESOURCE, detail="care plan not found"
-    )
-
-
 def _open(plan: CarePlan) -> None:
     if plan.status in CLOSED:
         raise Conflict(f"the plan is {plan.status}: it can no longer change", field="status")
 
 
 async def read(session: AsyncSession, principal: Principal, plan_id: uuid.UUID) -> CarePlanOut:
-    principal.require("careplans", "read")
-    plan = await _load(session, principal, plan_id, "care_plan.read")
-    audit.record(
-        session,
-        principal.actor,
-        action="care_plan.read",
-        resource_type=RESOURCE,
-        resource_id=plan.id,
-        patient_id=plan.patient_id,
-    )
+    plan = await CARE_PLANS.get(session, principal, plan_id, "care_plan.read", need="read")
+    CARE_PLANS.audit(session, principal, plan, "care_plan.read")
     return to_out(plan)
 
 
@@ -366,14 +341,7 @@ async def search(
     query = query.order_by(CarePlan.updated_at.desc(), CarePlan.id).limit(limit).offset(offset)
     plans = list((await session.scalars(query)).all())
     for plan in plans:
-        audit.record(
-            session,
-            principal.actor,
-            action="care_plan.search",
-            resource_type=RESOURCE,
-            resource_id=plan.id,
-            patient_id=plan.patient_id,
-        )
+        CARE_PLANS.audit(session, principal, plan, "care_plan.search")
     return [to_out(p) for p in plans]
 
 
@@ -382,8 +350,7 @@ def _json(value: Any) -> Any:
 
 
 async def update(session: AsyncSession, principal: Principal, plan_id: uuid.UUID, data: CarePlanUpdate) -> CarePlanOut:
-    principal.require("careplans", "write")
-    plan = await _load(session, principal, plan_id, "care_plan.update")
+    plan = await CARE_PLANS.get(session, principal, plan_id, "care_plan.update", need="write")
     given = inputs.given(data)
     expected = given.pop("version", None)
     if expected is not None and expected != plan.version:
@@ -416,21 +383,12 @@ async def update(session: AsyncSession, principal: Principal, plan_id: uuid.UUID
 
 def _unchanged(session: AsyncSession, principal: Principal, plan: CarePlan) -> CarePlanOut:
     """An update that changed nothing still showed the plan: audit it as a read."""
-    audit.record(
-        session,
-        principal.actor,
-        action="care_plan.read",
-        resource_type=RESOURCE,
-        resource_id=plan.id,
-        patient_id=plan.patient_id,
-        detail={"unchanged": True},
-    )
+    CARE_PLANS.audit(session, principal, plan, "care_plan.read", unchanged=True)
     return to_out(plan)
 
 
 async def add_goal(session: AsyncSession, principal: Principal, plan_id: uuid.UUID, data: GoalIn) -> CarePlanOut:
-    principal.require("careplans", "write")
-    plan = await _load(session, principal, plan_id, "care_plan.add_goal")
+    plan = await CARE_PLANS.get(session, principal, plan_id, "care_plan.add_goal", need="write")
     _open(plan)
     goal = _goal(data)
     plan.goals.append(goal)
@@ -441,8 +399,7 @@ async def add_goal(session: AsyncSession, principal: Principal, plan_id: uuid.UU
 async def update_goal(
     session: AsyncSession, principal: Principal, plan_id: uuid.UUID, goal_id: uuid.UUID, data: GoalUpdate
 ) -> CarePlanOut:
-    principal.require("careplans", "write")
-    plan = await _load(session, principal, plan_id, "care_plan.update_goal")
+    plan = await CARE_PLANS.get(session, principal, plan_id, "care_plan.update_goal", need="write")
     goal = next((g for g in plan.goals if g.id == goal_id), None)
     if goal is None:
         raise NotFound("goal not found")
@@ -466,8 +423,7 @@ async def update_goal(
 async def add_activity(
     session: AsyncSession, principal: Principal, plan_id: uuid.UUID, data: ActivityIn
 ) -> CarePlanOut:
-    principal.require("careplans", "write")
-    plan = await _load(session, principal, plan_id, "care_plan.add_activity")
+    plan = await CARE_PLANS.get(session, principal, plan_id, "care_plan.add_activity", need="write")
     _open(plan)
     activity = await _activity(session, plan.patient_id, data, "")
     plan.activities.append(activity)
@@ -478,8 +434,7 @@ async def add_activity(
 async def update_activity(
     session: AsyncSession, principal: Principal, plan_id: uuid.UUID, activity_id: uuid.UUID, data: ActivityUpdate
 ) -> CarePlanOut:
-    principal.require("careplans", "write")
-    plan = await _load(session, principal, plan_id, "care_plan.update_activity")
+    plan = await CARE_PLANS.get(session, principal, plan_id, "care_plan.update_activity", need="write")
     activity = next((a for a in plan.activities if a.id == activity_id), None)
     if activity is None:
         raise NotFound("activity not found")
@@ -509,8 +464,7 @@ async def update_activity(
 
 
 async def versions(session: AsyncSession, principal: Principal, plan_id: uuid.UUID) -> list[VersionOut]:
-    principal.require("careplans", "read")
-    plan = await _load(session, principal, plan_id, "care_plan.versions")
+    plan = await CARE_PLANS.get(session, principal, plan_id, "care_plan.versions", need="read")
     rows = list(
         (
             await session.scalars(
@@ -519,14 +473,7 @@ async def versions(session: AsyncSession, principal: Principal, plan_id: uuid.UU
         ).all()
     )
     users = await staff.names(session, (r.changed_by for r in rows))
-    audit.record(
-        session,
-        principal.actor,
-        action="care_plan.versions",
-        resource_type=RESOURCE,
-        resource_id=plan.id,
-        patient_id=plan.patient_id,
-    )
+    CARE_PLANS.audit(session, principal, plan, "care_plan.versions")
     return [
         VersionOut(
             version=r.version,
@@ -540,23 +487,14 @@ async def versions(session: AsyncSession, principal: Principal, plan_id: uuid.UU
 
 
 async def version(session: AsyncSession, principal: Principal, plan_id: uuid.UUID, number: int) -> VersionDetail:
-    principal.require("careplans", "read")
-    plan = await _load(session, principal, plan_id, "care_plan.version")
+    plan = await CARE_PLANS.get(session, principal, plan_id, "care_plan.version", need="read")
     row = await session.scalar(
         select(CarePlanVersion).where(CarePlanVersion.plan_id == plan.id, CarePlanVersion.version == number)
     )
     if row is None:
         raise NotFound("care plan version not found")
     users = await staff.names(session, [row.changed_by])
-    audit.record(
-        session,
-        principal.actor,
-        action="care_plan.version",
-        resource_type=RESOURCE,
-        resource_id=plan.id,
-        patient_id=plan.patient_id,
-        detail={"version": number},
-    )
+    CARE_PLANS.audit(session, principal, plan, "care_plan.version", version=number)
     return VersionDetail(
         version=row.version,
         changed_by=row.changed_by,
