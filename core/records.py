@@ -43,16 +43,31 @@ async def get_or_404(
     """
     record = await session.get(model, record_id, with_for_update=for_update or None, populate_existing=for_update)
     if record is None:
-        audit.record_failure(
-            session,
-            principal.actor,
-            action=action,
-            resource_type=resource_type,
-            resource_id=record_id,
-            outcome="not_found",
-        )
-        raise NotFound(detail)
+        raise not_found(session, principal, record_id, action=action, resource_type=resource_type, detail=detail)
     return record
+
+
+def not_found(
+    session: AsyncSession,
+    principal: Principal,
+    record_id: uuid.UUID,
+    *,
+    action: str,
+    resource_type: str,
+    detail: str,
+    patient_id: uuid.UUID | None = None,
+) -> NotFound:
+    """Note the audited ``not_found`` of ``action`` on ``record_id`` and give the 404 to raise."""
+    audit.record_failure(
+        session,
+        principal.actor,
+        action=action,
+        resource_type=resource_type,
+        resource_id=record_id,
+        patient_id=patient_id,
+        outcome="not_found",
+    )
+    return NotFound(detail)
 
 
 def _own_patient(record: Any) -> uuid.UUID | None:
@@ -126,6 +141,26 @@ class Records(Generic[Model, Out]):
         if self.shape is None:
             raise TypeError(f"{self.resource_type} records are shaped by their service")
         return self.shape(record)
+
+    def refuse(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        record_id: uuid.UUID,
+        action: str,
+        *,
+        patient_id: uuid.UUID | None = None,
+    ) -> NotFound:
+        """The audited 404 of a record the caller may not see although it exists (or that is absent)."""
+        return not_found(
+            session,
+            principal,
+            record_id,
+            action=action,
+            resource_type=self.resource_type,
+            detail=self.not_found,
+            patient_id=patient_id,
+        )
 
     def missing(self) -> NotFound:
         """The bare 404 of this record type, for a lookup the caller audits itself (or not at all)."""

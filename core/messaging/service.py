@@ -29,7 +29,7 @@ from sqlalchemy.orm import aliased
 from core import audit, outbox, staff
 from core.careteams.models import CareTeam, CareTeamMember
 from core.db import utcnow
-from core.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
+from core.errors import Conflict, DomainError, Forbidden, InvalidInput
 from core.messaging.blobs import BlobError, BlobStore, digest
 from core.messaging.models import Message, MessageAttachment, MessageReceipt, Thread, ThreadParticipant
 from core.messaging.schemas import (
@@ -48,6 +48,7 @@ from core.messaging.schemas import (
 from core.patients.models import Patient
 from core.patients.service import require_patient
 from core.principal import Principal
+from core.records import Records
 from tenants.models import Membership
 
 log = logging.getLogger("carehub.messaging")
@@ -56,6 +57,16 @@ RESOURCE = "Thread"
 MESSAGE = "Message"
 ATTACHMENT = "MessageAttachment"
 THREAD_NOT_FOUND = "thread not found"
+# Threads are shaped with their participants and names, so their descriptors give no shape.
+THREADS: Records[Thread, ThreadOut] = Records(
+    model=Thread, resource_type=RESOURCE, permission="threads", not_found=THREAD_NOT_FOUND
+)
+MESSAGES: Records[Message, MessageOut] = Records(
+    model=Message, resource_type=MESSAGE, permission="threads", not_found="message not found"
+)
+ATTACHMENTS: Records[MessageAttachment, AttachmentOut] = Records(
+    model=MessageAttachment, resource_type=ATTACHMENT, permission="threads", not_found="attachment not found"
+)
 MAX_ATTACHMENT_BYTES = 5 * 1024 * 1024
 _MAX_BASE64 = 4 * -(-MAX_ATTACHMENT_BYTES // 3)
 _MEDIA_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,62}/[a-z0-9][a-z0-9!#$&^_.+-]{0,62}$")
@@ -125,16 +136,7 @@ async def _load(session: AsyncSession, principal: Principal, thread_id: uuid.UUI
         me = _my_participant(principal, thread, participants)
         if me is not None:
             return _Access(thread, participants, me)
-    audit.record_failure(
-        session,
-        principal.actor,
-        action=action,
-        resource_type=RESOURCE,
-        resource_id=thread_id,
-        patient_id=thread.patient_id if thread is not None else None,
-        outcome="not_found",
-    )
-    raise NotFound(THREAD_NOT_FOUND)
+    raise THREADS.refuse(session, principal, thread_id, action, patient_id=thread.patient_id if thread else None)
 
 
 # --- names and output shapes ---------------------------------------------------------------------------------------
@@ -535,16 +537,7 @@ async def _versions(
     """Every version of the message (any of whose version ids is given) in this thread, oldest first."""
     found = await session.get(Message, message_id)
     if found is None or found.thread_id != access.thread.id:
-        audit.record_failure(
-            session,
-            principal.actor,
-            action=action,
-            resource_type=MESSAGE,
-            resource_id=message_id,
-            patient_id=access.thread.patient_id,
-            outcome="not_found",
-        )
-        raise NotFound("message not found")
+        raise MESSAGES.refuse(session, principal, message_id, action, patient_id=access.thread.patient_id)
     rows = await session.scalars(
         select(Message)
         .where(Message.original_id == found.original_id, Message.thread_id == access.thread.id)
@@ -682,28 +675,14 @@ async def list_threads(
     names = await _names(session, threads, (p for ps in participants.values() for p in ps))
     unread = await _unread_counts(session, mine)
     for thread in threads:
-        audit.record(
-            session,
-            principal.actor,
-            action="thread.list",
-            resource_type=RESOURCE,
-            resource_id=thread.id,
-            patient_id=thread.patient_id,
-        )
+        THREADS.audit(session, principal, thread, "thread.list")
     return [_thread_out(t, participants[t.id], names, unread.get(t.id, 0)) for t in threads]
 
 
 async def get_thread(session: AsyncSession, principal: Principal, thread_id: uuid.UUID) -> ThreadOut:
     _require(principal, "read")
     access = await _load(session, principal, thread_id, "thread.read")
-    audit.record(
-        session,
-        principal.actor,
-        action="thread.read",
-        resource_type=RESOURCE,
-        resource_id=access.thread.id,
-        patient_id=access.thread.patient_id,
-    )
+    THREADS.audit(session, principal, access.thread, "thread.read")
     return await _access_out(session, access)
 
 
@@ -733,15 +712,7 @@ async def list_messages(
         first.setdefault(message.original_id, message)
         if message.original_id not in current or message.version > current[message.original_id].version:
             current[message.original_id] = message
-    audit.record(
-        session,
-        principal.actor,
-        action="message.list",
-        resource_type=RESOURCE,
-        resource_id=access.thread.id,
-        patient_id=access.thread.patient_id,
-        detail={"messages": len(current)},
-    )
+    THREADS.audit(session, principal, access.thread, "message.list", messages=len(current))
     context = await _context(session, access, versions)
     order = sorted(first.values(), key=lambda m: (m.sent_at, m.id))
     return [_message_out(current[m.original_id], context) for m in order]
@@ -767,15 +738,7 @@ async def mark_read(session: AsyncSession, principal: Principal, thread_id: uuid
         except IntegrityError:
             if attempt == 2:
                 raise
-    audit.record(
-        session,
-        principal.actor,
-        action="thread.mark_read",
-        resource_type=RESOURCE,
-        resource_id=access.thread.id,
-        patient_id=access.thread.patient_id,
-        detail={"messages": len(originals)},
-    )
+    THREADS.audit(session, principal, access.thread, "thread.mark_read", messages=len(originals))
     await session.flush()
     return await _access_out(session, access)
 
@@ -795,15 +758,7 @@ async def add_participant(
     session.add(participant)
     await session.flush()
     access.participants.append(participant)
-    audit.record(
-        session,
-        principal.actor,
-        action="thread.add_participant",
-        resource_type=RESOURCE,
-        resource_id=access.thread.id,
-        patient_id=access.thread.patient_id,
-        detail={"user_id": str(user_id)},
-    )
+    THREADS.audit(session, principal, access.thread, "thread.add_participant", user_id=str(user_id))
     outbox.emit(
         session,
         "thread.participant_added",
@@ -826,16 +781,7 @@ async def read_attachment(
         select(Message.id).where(Message.original_id == message.original_id, Message.deleted.is_(True)).limit(1)
     )
     if attachment is None or message is None or message.thread_id != access.thread.id or withdrawn:
-        audit.record_failure(
-            session,
-            principal.actor,
-            action="attachment.read",
-            resource_type=ATTACHMENT,
-            resource_id=attachment_id,
-            patient_id=patient_id,
-            outcome="not_found",
-        )
-        raise NotFound("attachment not found")
+        raise ATTACHMENTS.refuse(session, principal, attachment_id, "attachment.read", patient_id=patient_id)
     problem: str | None = None
     data = b""
     try:
