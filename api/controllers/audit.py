@@ -10,7 +10,7 @@ import msgspec
 from litestar import Controller, get
 from litestar.params import FromQuery, QueryParameter
 
-from api.deps import Caller, Db, Limit, Offset, PageInfo, next_offset
+from api.deps import Caller, Db, Limit, Offset, Page, page_of
 from core import audit
 from core.errors import InvalidInput
 
@@ -29,11 +29,6 @@ class AuditEventOut(msgspec.Struct):
     detail: dict[str, Any] | None
 
 
-class AuditPage(msgspec.Struct):
-    items: list[AuditEventOut]
-    page: PageInfo
-
-
 class AuditController(Controller):
     path = "/api/v1/audit-events"
     tags = ["audit"]
@@ -50,7 +45,7 @@ class AuditController(Controller):
         until: FromQuery[datetime | None] = None,
         limit: Limit = 50,
         offset: Offset = 0,
-    ) -> AuditPage:
+    ) -> Page[AuditEventOut]:
         principal.require("audit", "read")
         for name, value in (("since", since), ("until", until)):
             if value is None:
@@ -87,4 +82,4 @@ class AuditController(Controller):
             )
             for e in events
         ]
-        return AuditPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+        return page_of(items, limit, offset)

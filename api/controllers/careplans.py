@@ -5,11 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-import msgspec
 from litestar import Controller, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, PathParameter
 
-from api.deps import Caller, Db, Limit, Offset, PageInfo, next_offset
+from api.deps import Caller, Db, Limit, Offset, Page, page_of
 from core.careplans import service
 from core.careplans.schemas import (
     ActivityIn,
@@ -26,11 +25,6 @@ from core.careplans.schemas import (
     VersionDetail,
     VersionOut,
 )
-
-
-class CarePlanPage(msgspec.Struct):
-    items: list[CarePlanOut]
-    page: PageInfo
 
 
 class CarePlanController(Controller):
@@ -75,11 +69,11 @@ class CarePlanController(Controller):
         status: FromQuery[PlanStatus | None] = None,
         limit: Limit = 50,
         offset: Offset = 0,
-    ) -> CarePlanPage:
+    ) -> Page[CarePlanOut]:
         items = await service.search(
             session, principal, patient_id=patient_id, status=status, limit=limit, offset=offset
         )
-        return CarePlanPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+        return page_of(items, limit, offset)
 
     @get("/care-plans/{plan_id:uuid}", summary="One care plan")
     async def read(self, session: Db, principal: Caller, plan_id: FromPath[uuid.UUID]) -> CarePlanOut:
