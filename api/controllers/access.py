@@ -65,7 +65,6 @@ class AccessController(Controller):
         limit: Limit = 50,
         offset: Offset = 0,
     ) -> Page[AccessRow]:
-        principal.require("access_report", "read")
         items = await report.access_report(session, principal, report_filters, limit=limit, offset=offset)
         return page_of(items, limit, offset)
 
@@ -85,7 +84,6 @@ class AccessController(Controller):
         principal: Caller,
         report_filters: Filters,
     ) -> Response[str]:
-        principal.require("access_report", "read")
         export = await report.access_report_csv(session, principal, report_filters)
         return Response(
             export.content,

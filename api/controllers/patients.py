@@ -74,8 +74,9 @@ class PatientController(Controller):
         patient_id: FromPath[uuid.UUID],
         data: JSONBody[PortalInvitationCreate],
     ) -> InvitationOut:
-        principal.require("patients", "write")
-        await service.require_patient(session, principal, patient_id, "patient.portal_invitation", active=True)
+        await service.require_patient(
+            session, principal, patient_id, "patient.portal_invitation", active=True, need="write"
+        )
         return await onboarding.invite_patient(
             session, principal, patient_id, data.email, settings.invitation_ttl_hours
         )

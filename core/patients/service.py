@@ -124,13 +124,20 @@ async def create(session: AsyncSession, principal: Principal, data: PatientCreat
 
 
 async def require_patient(
-    session: AsyncSession, principal: Principal, patient_id: uuid.UUID, action: str, *, active: bool = False
+    session: AsyncSession,
+    principal: Principal,
+    patient_id: uuid.UUID,
+    action: str,
+    *,
+    active: bool = False,
+    need: str | None = None,
 ) -> Patient:
     """The caller's tenant's patient, for a record about them; 404 (audited as ``action``) otherwise.
 
-    With ``active``, a deactivated patient is refused (409): no new care is planned for a closed record.
+    With ``active``, a deactivated patient is refused (409): no new care is planned for a closed record. With
+    ``need``, the caller must first be allowed that act on patient records (403).
     """
-    patient = await PATIENTS.get(session, principal, patient_id, action)
+    patient = await PATIENTS.get(session, principal, patient_id, action, need=need)
     if active and not patient.active:
         raise Conflict("the patient's record is deactivated", field="patient_id")
     return patient
