@@ -9,7 +9,7 @@ from litestar import Controller, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, PathParameter
 
 from api.deps import Caller, Db, Limit, Offset, Page, page_of
-from core.careplans import service
+from core.careplans import service, templates, versions
 from core.careplans.schemas import (
     ActivityIn,
     ActivityUpdate,
@@ -33,28 +33,28 @@ class CarePlanController(Controller):
 
     @post("/care-plan-templates", summary="Add a care plan template (its structured section is a JSON Schema)")
     async def create_template(self, session: Db, principal: Caller, data: JSONBody[TemplateCreate]) -> TemplateOut:
-        return await service.create_template(session, principal, data)
+        return await templates.create_template(session, principal, data)
 
     @post(
         "/care-plan-templates/install-standard",
         summary="Install the standard templates (diabetes, heart failure, COPD, social needs) not yet present",
     )
     async def install_standard(self, session: Db, principal: Caller) -> list[TemplateOut]:
-        return await service.install_standard(session, principal)
+        return await templates.install_standard(session, principal)
 
     @get("/care-plan-templates", summary="The tenant's care plan templates")
     async def list_templates(self, session: Db, principal: Caller) -> list[TemplateOut]:
-        return await service.list_templates(session, principal)
+        return await templates.list_templates(session, principal)
 
     @get("/care-plan-templates/{template_id:uuid}", summary="One template")
     async def read_template(self, session: Db, principal: Caller, template_id: FromPath[uuid.UUID]) -> TemplateOut:
-        return await service.read_template(session, principal, template_id)
+        return await templates.read_template(session, principal, template_id)
 
     @patch("/care-plan-templates/{template_id:uuid}", summary="Rename, describe or retire a template")
     async def update_template(
         self, session: Db, principal: Caller, template_id: FromPath[uuid.UUID], data: JSONBody[TemplateUpdate]
     ) -> TemplateOut:
-        return await service.update_template(session, principal, template_id, data)
+        return await templates.update_template(session, principal, template_id, data)
 
     @post("/care-plans", summary="Create a care plan (from a template: its structured section must validate)")
     async def create(self, session: Db, principal: Caller, data: JSONBody[CarePlanCreate]) -> CarePlanOut:
@@ -121,7 +121,7 @@ class CarePlanController(Controller):
 
     @get("/care-plans/{plan_id:uuid}/versions", summary="The plan's version history: who changed what, when")
     async def versions(self, session: Db, principal: Caller, plan_id: FromPath[uuid.UUID]) -> list[VersionOut]:
-        return await service.versions(session, principal, plan_id)
+        return await versions.versions(session, principal, plan_id)
 
     @get("/care-plans/{plan_id:uuid}/versions/{version:int}", summary="The plan as it stood at one version")
     async def version(
@@ -131,4 +131,4 @@ class CarePlanController(Controller):
         plan_id: FromPath[uuid.UUID],
         version: Annotated[int, PathParameter(ge=1, le=1_000_000)],
     ) -> VersionDetail:
-        return await service.version(session, principal, plan_id, version)
+        return await versions.version(session, principal, plan_id, version)
