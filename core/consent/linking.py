@@ -134,6 +134,14 @@ async def sync_patient(session: AsyncSession, patient: Patient, actor: Actor) ->
     return link
 
 
+async def link_for(session: AsyncSession, principal: Principal, patient: Patient) -> PatientLink:
+    """The record's link to its person (made now for a record that has none yet)."""
+    link = await link_of(session, patient.tenant_id, patient.id)
+    if link is None:
+        link = await sync_patient(session, patient, principal.actor)
+    return link
+
+
 def _audit_identifier_link(session: AsyncSession, actor: Actor, patient_id: uuid.UUID, person_id: uuid.UUID) -> None:
     audit.record(
         session,

@@ -29,7 +29,7 @@ from core.consent import decision, linking
 from core.consent.access import ACCESS_ACTIONS, BREAK_GLASS_OPEN
 from core.consent.categories import BREAK_GLASS_PURPOSE, CATEGORIES
 from core.consent.models import PatientLink
-from core.consent.service import tenant_names
+from core.consent.network import tenant_names
 from core.db import utcnow
 from core.errors import InvalidInput
 from core.inputs import to_utc
