@@ -10,8 +10,9 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromQuery, QueryParameter
 
 from api.deps import Caller, Db, Limit, Offset, Page, cross_tenant_sessions, page_of
-from core.consent import report
-from core.consent.report import AccessRow, PortalAccessOut, ReportFilters
+from core.consent import portal_log, report
+from core.consent.portal_log import PortalAccessOut
+from core.consent.report import AccessRow, ReportFilters
 
 Choice = Annotated[str | None, QueryParameter(max_length=64)]
 Id = Annotated[str | None, QueryParameter(max_length=64, description="a UUID")]
@@ -100,7 +101,7 @@ class AccessController(Controller):
     async def portal_access_log(
         self, request: Request[Any, Any, Any], session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0
     ) -> Page[PortalAccessOut]:
-        items = await report.portal_access_log(
+        items = await portal_log.portal_access_log(
             session, cross_tenant_sessions(request), principal, limit=limit, offset=offset
         )
         return page_of(items, limit, offset)
