@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 from litestar import Request
@@ -106,6 +106,9 @@ DEPENDENCIES = {
 }
 
 
+Item = TypeVar("Item")
+
+
 def next_offset(items: list[Any], limit: int, offset: int) -> int | None:
     return offset + limit if len(items) == limit else None
 
@@ -114,3 +117,14 @@ class PageInfo(msgspec.Struct):
     limit: int
     offset: int
     next_offset: int | None
+
+
+class Page(msgspec.Struct, Generic[Item]):
+    """One page of a listing: its items and where the next page starts (``next_offset`` is null on the last)."""
+
+    items: list[Item]
+    page: PageInfo
+
+
+def page_of(items: list[Item], limit: int, offset: int) -> Page[Item]:
+    return Page(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))

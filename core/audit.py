@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, CheckConstraint, Index, String, UniqueConstraint, event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core.db import Base, IdMixin, utcnow
+from core.errors import InvalidInput
 from tenants.isolation import TenantOwned
+
+if TYPE_CHECKING:
+    from core.principal import Principal
 
 OUTCOMES = ("success", "denied", "not_found", "failure")
 
@@ -116,6 +120,7 @@ async def flush_failures(session: AsyncSession) -> None:
 
 async def list_events(
     session: AsyncSession,
+    principal: Principal,
     *,
     limit: int,
     offset: int,
@@ -125,7 +130,17 @@ async def list_events(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> list[AuditEvent]:
-    """The current tenant's audit events, newest first."""
+    """The current tenant's audit events, newest first (for tenant administrators); times need a time zone."""
+    principal.require("audit", "read")
+    for name, value in (("since", since), ("until", until)):
+        if value is None:
+            continue
+        if value.tzinfo is None:
+            raise InvalidInput(f"{name} needs a timezone (e.g. 2026-11-24T08:00:00Z)", field=name, source="query")
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise InvalidInput(f"{name} is out of range", field=name, source="query") from None
     query = select(AuditEvent)
     if patient_id is not None:
         query = query.where(AuditEvent.patient_id == patient_id)

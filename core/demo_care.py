@@ -18,6 +18,7 @@ from core.appointments import service as appointments
 from core.appointments.schemas import AppointmentCreate, StatusChange
 from core.authz import DEFAULT_POLICIES, Authorizer
 from core.careplans import service as careplans
+from core.careplans import templates as careplan_templates
 from core.careplans.schemas import CarePlanCreate, CarePlanUpdate, GoalUpdate
 from core.careteams import service as careteams
 from core.careteams.schemas import CareTeamCreate, MemberIn
@@ -101,7 +102,7 @@ async def seed_tenant(
             me = _principal(actor_user, tenant_id, actor_membership.roles, authorizer)
             clinicians = [staff[e][0] for e in clinician_emails if e in staff] or [actor_user]
             patients = list((await session.scalars(select(Patient).order_by(Patient.mrn))).all())
-            templates = {t.code: t.id for t in await careplans.install_standard(session, me)}
+            templates = {t.code: t.id for t in await careplan_templates.install_standard(session, me)}
 
             for index, patient in enumerate(patients[:6]):
                 await _results_and_messages(session, me, blobs, patient, index, clinicians[index % len(clinicians)])

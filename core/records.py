@@ -1,18 +1,27 @@
-"""Loading one tenant record by id for a request: absent (or another tenant's) is a 404, and audited."""
+"""Loading one tenant record by id for a request: absent (or another tenant's) is a 404, and audited.
+
+:class:`Records` describes one record type once (its model, the resource type its audit events carry, the
+permission object its checks name, its not-found text and its output shape), so that every service loads,
+audits and shapes it the same way, as a repository service's ``get()`` and ``to_schema()`` do.
+"""
 
 from __future__ import annotations
 
 import uuid
-from typing import TypeVar
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
-from core.db import Base
+from core.db import IdMixin
 from core.errors import NotFound
 from core.principal import Principal
 
-Record = TypeVar("Record", bound=Base)
+Record = TypeVar("Record")
+Model = TypeVar("Model", bound=IdMixin)
+Out = TypeVar("Out")
 
 
 async def get_or_404(
@@ -34,13 +43,125 @@ async def get_or_404(
     """
     record = await session.get(model, record_id, with_for_update=for_update or None, populate_existing=for_update)
     if record is None:
-        audit.record_failure(
+        raise not_found(session, principal, record_id, action=action, resource_type=resource_type, detail=detail)
+    return record
+
+
+def not_found(
+    session: AsyncSession,
+    principal: Principal,
+    record_id: uuid.UUID,
+    *,
+    action: str,
+    resource_type: str,
+    detail: str,
+    patient_id: uuid.UUID | None = None,
+) -> NotFound:
+    """Note the audited ``not_found`` of ``action`` on ``record_id`` and give the 404 to raise."""
+    audit.record_failure(
+        session,
+        principal.actor,
+        action=action,
+        resource_type=resource_type,
+        resource_id=record_id,
+        patient_id=patient_id,
+        outcome="not_found",
+    )
+    return NotFound(detail)
+
+
+def _own_patient(record: Any) -> uuid.UUID | None:
+    patient_id: uuid.UUID | None = record.patient_id
+    return patient_id
+
+
+@dataclass(frozen=True, slots=True)
+class Records(Generic[Model, Out]):
+    """One record type as services see it.
+
+    ``permission`` is the Casbin object of its checks (``principal.require(permission, act)``);
+    ``patient_of`` says which patient an audit event about a record concerns (by default its ``patient_id``).
+    ``shape`` is left out where the output needs the database (a domain's own async ``to_out``). A record type
+    whose reads concern no patient (a tenant's templates) may leave its 404s unaudited (``audited=False``).
+    """
+
+    model: type[Model]
+    resource_type: str
+    permission: str
+    not_found: str
+    shape: Callable[[Model], Out] | None = None
+    patient_of: Callable[[Model], uuid.UUID | None] = field(default=_own_patient)
+    audited: bool = True
+
+    async def get(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        record_id: uuid.UUID,
+        action: str,
+        *,
+        need: str | None = None,
+        for_update: bool = False,
+    ) -> Model:
+        """The caller's tenant's record with this id, after checking ``need`` on the permission object (if
+        given); an absent record is an audited 404 (as ``action``)."""
+        if need is not None:
+            principal.require(self.permission, need)
+        if not self.audited:
+            record = await session.get(
+                self.model, record_id, with_for_update=for_update or None, populate_existing=for_update
+            )
+            if record is None:
+                raise self.missing()
+            return record
+        return await get_or_404(
+            session,
+            principal,
+            self.model,
+            record_id,
+            action=action,
+            resource_type=self.resource_type,
+            detail=self.not_found,
+            for_update=for_update,
+        )
+
+    def audit(self, session: AsyncSession, principal: Principal, record: Model, action: str, **detail: Any) -> None:
+        """Record a successful ``action`` on ``record`` in the request's transaction."""
+        audit.record(
             session,
             principal.actor,
             action=action,
-            resource_type=resource_type,
-            resource_id=record_id,
-            outcome="not_found",
+            resource_type=self.resource_type,
+            resource_id=record.id,
+            patient_id=self.patient_of(record),
+            detail=detail or None,
         )
-        raise NotFound(detail)
-    return record
+
+    def to_out(self, record: Model) -> Out:
+        if self.shape is None:
+            raise TypeError(f"{self.resource_type} records are shaped by their service")
+        return self.shape(record)
+
+    def refuse(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        record_id: uuid.UUID,
+        action: str,
+        *,
+        patient_id: uuid.UUID | None = None,
+    ) -> NotFound:
+        """The audited 404 of a record the caller may not see although it exists (or that is absent)."""
+        return not_found(
+            session,
+            principal,
+            record_id,
+            action=action,
+            resource_type=self.resource_type,
+            detail=self.not_found,
+            patient_id=patient_id,
+        )
+
+    def missing(self) -> NotFound:
+        """The bare 404 of this record type, for a lookup the caller audits itself (or not at all)."""
+        return NotFound(self.not_found)

@@ -5,28 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromQuery, QueryParameter
 
-from api.deps import Caller, Db, Limit, Offset, PageInfo, cross_tenant_sessions, next_offset
-from core.consent import report
-from core.consent.report import AccessRow, PortalAccessOut, ReportFilters
+from api.deps import Caller, Db, Limit, Offset, Page, cross_tenant_sessions, page_of
+from core.consent import portal_log, report
+from core.consent.portal_log import PortalAccessOut
+from core.consent.report import AccessRow, ReportFilters
 
 Choice = Annotated[str | None, QueryParameter(max_length=64)]
 Id = Annotated[str | None, QueryParameter(max_length=64, description="a UUID")]
 Filters = NamedDependency[ReportFilters]
-
-
-class AccessReportPage(msgspec.Struct):
-    items: list[AccessRow]
-    page: PageInfo
-
-
-class PortalAccessPage(msgspec.Struct):
-    items: list[PortalAccessOut]
-    page: PageInfo
 
 
 def provide_report_filters(
@@ -75,10 +65,9 @@ class AccessController(Controller):
         report_filters: Filters,
         limit: Limit = 50,
         offset: Offset = 0,
-    ) -> AccessReportPage:
-        principal.require("access_report", "read")
+    ) -> Page[AccessRow]:
         items = await report.access_report(session, principal, report_filters, limit=limit, offset=offset)
-        return AccessReportPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+        return page_of(items, limit, offset)
 
     @get(
         "/access-report.csv",
@@ -96,7 +85,6 @@ class AccessController(Controller):
         principal: Caller,
         report_filters: Filters,
     ) -> Response[str]:
-        principal.require("access_report", "read")
         export = await report.access_report_csv(session, principal, report_filters)
         return Response(
             export.content,
@@ -112,8 +100,8 @@ class AccessController(Controller):
     @get("/portal/access-log", summary="Who in the network looked at (or asked to see) your records, and when")
     async def portal_access_log(
         self, request: Request[Any, Any, Any], session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0
-    ) -> PortalAccessPage:
-        items = await report.portal_access_log(
+    ) -> Page[PortalAccessOut]:
+        items = await portal_log.portal_access_log(
             session, cross_tenant_sessions(request), principal, limit=limit, offset=offset
         )
-        return PortalAccessPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+        return page_of(items, limit, offset)

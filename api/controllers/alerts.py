@@ -5,18 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-import msgspec
 from litestar import Controller, get, post
 from litestar.params import FromPath, QueryParameter
 
-from api.deps import Caller, Db, Limit, Offset, PageInfo, next_offset
+from api.deps import Caller, Db, Limit, Offset, Page, page_of
 from core.alerts import service
 from core.alerts.schemas import AlertOut
-
-
-class AlertPage(msgspec.Struct):
-    items: list[AlertOut]
-    page: PageInfo
 
 
 class AlertController(Controller):
@@ -34,9 +28,9 @@ class AlertController(Controller):
         ] = None,
         limit: Limit = 50,
         offset: Offset = 0,
-    ) -> AlertPage:
+    ) -> Page[AlertOut]:
         items = await service.inbox(session, principal, state=alert_state, limit=limit, offset=offset)
-        return AlertPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+        return page_of(items, limit, offset)
 
     @post("/{alert_id:uuid}/acknowledge", status_code=200, summary="I have seen it")
     async def acknowledge(self, session: Db, principal: Caller, alert_id: FromPath[uuid.UUID]) -> AlertOut:

@@ -6,19 +6,13 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-import msgspec
 from litestar import Controller, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from api.deps import Caller, Db, Limit, Offset, PageInfo, next_offset
+from api.deps import Caller, Db, Limit, Offset, Page, page_of
 from core.appointments import service
 from core.appointments.schemas import AppointmentCreate, AppointmentOut, AppointmentUpdate, Status, StatusChange
 from core.inputs import to_utc
-
-
-class AppointmentPage(msgspec.Struct):
-    items: list[AppointmentOut]
-    page: PageInfo
 
 
 def _aware(value: datetime | None, field: str) -> datetime | None:
@@ -45,7 +39,7 @@ class AppointmentController(Controller):
         start_to: Annotated[datetime | None, QueryParameter(name="to", description="start before")] = None,
         limit: Limit = 50,
         offset: Offset = 0,
-    ) -> AppointmentPage:
+    ) -> Page[AppointmentOut]:
         items = await service.search(
             session,
             principal,
@@ -57,7 +51,7 @@ class AppointmentController(Controller):
             limit=limit,
             offset=offset,
         )
-        return AppointmentPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+        return page_of(items, limit, offset)
 
     @get("/{appointment_id:uuid}", summary="One appointment")
     async def read(self, session: Db, principal: Caller, appointment_id: FromPath[uuid.UUID]) -> AppointmentOut:

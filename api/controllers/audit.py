@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, get
 from litestar.params import FromQuery, QueryParameter
 
-from api.deps import Caller, Db, Limit, Offset, PageInfo, next_offset
+from api.deps import Caller, Db, Limit, Offset, Page, page_of
 from core import audit
-from core.errors import InvalidInput
 
 
 class AuditEventOut(msgspec.Struct):
@@ -27,11 +26,6 @@ class AuditEventOut(msgspec.Struct):
     outcome: str
     reason: str | None
     detail: dict[str, Any] | None
-
-
-class AuditPage(msgspec.Struct):
-    items: list[AuditEventOut]
-    page: PageInfo
 
 
 class AuditController(Controller):
@@ -50,19 +44,10 @@ class AuditController(Controller):
         until: FromQuery[datetime | None] = None,
         limit: Limit = 50,
         offset: Offset = 0,
-    ) -> AuditPage:
-        principal.require("audit", "read")
-        for name, value in (("since", since), ("until", until)):
-            if value is None:
-                continue
-            if value.tzinfo is None:
-                raise InvalidInput(f"{name} needs a timezone (e.g. 2026-11-24T08:00:00Z)", field=name, source="query")
-            try:
-                value.astimezone(UTC)
-            except OverflowError:
-                raise InvalidInput(f"{name} is out of range", field=name, source="query") from None
+    ) -> Page[AuditEventOut]:
         events = await audit.list_events(
             session,
+            principal,
             patient_id=patient_id,
             actor_user_id=actor_user_id,
             action=action,
@@ -87,4 +72,4 @@ class AuditController(Controller):
             )
             for e in events
         ]
-        return AuditPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+        return page_of(items, limit, offset)

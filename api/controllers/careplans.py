@@ -5,12 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-import msgspec
 from litestar import Controller, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, PathParameter
 
-from api.deps import Caller, Db, Limit, Offset, PageInfo, next_offset
-from core.careplans import service
+from api.deps import Caller, Db, Limit, Offset, Page, page_of
+from core.careplans import service, templates, versions
 from core.careplans.schemas import (
     ActivityIn,
     ActivityUpdate,
@@ -28,39 +27,34 @@ from core.careplans.schemas import (
 )
 
 
-class CarePlanPage(msgspec.Struct):
-    items: list[CarePlanOut]
-    page: PageInfo
-
-
 class CarePlanController(Controller):
     path = "/api/v1"
     tags = ["care plans"]
 
     @post("/care-plan-templates", summary="Add a care plan template (its structured section is a JSON Schema)")
     async def create_template(self, session: Db, principal: Caller, data: JSONBody[TemplateCreate]) -> TemplateOut:
-        return await service.create_template(session, principal, data)
+        return await templates.create_template(session, principal, data)
 
     @post(
         "/care-plan-templates/install-standard",
         summary="Install the standard templates (diabetes, heart failure, COPD, social needs) not yet present",
     )
     async def install_standard(self, session: Db, principal: Caller) -> list[TemplateOut]:
-        return await service.install_standard(session, principal)
+        return await templates.install_standard(session, principal)
 
     @get("/care-plan-templates", summary="The tenant's care plan templates")
     async def list_templates(self, session: Db, principal: Caller) -> list[TemplateOut]:
-        return await service.list_templates(session, principal)
+        return await templates.list_templates(session, principal)
 
     @get("/care-plan-templates/{template_id:uuid}", summary="One template")
     async def read_template(self, session: Db, principal: Caller, template_id: FromPath[uuid.UUID]) -> TemplateOut:
-        return await service.read_template(session, principal, template_id)
+        return await templates.read_template(session, principal, template_id)
 
     @patch("/care-plan-templates/{template_id:uuid}", summary="Rename, describe or retire a template")
     async def update_template(
         self, session: Db, principal: Caller, template_id: FromPath[uuid.UUID], data: JSONBody[TemplateUpdate]
     ) -> TemplateOut:
-        return await service.update_template(session, principal, template_id, data)
+        return await templates.update_template(session, principal, template_id, data)
 
     @post("/care-plans", summary="Create a care plan (from a template: its structured section must validate)")
     async def create(self, session: Db, principal: Caller, data: JSONBody[CarePlanCreate]) -> CarePlanOut:
@@ -75,11 +69,11 @@ class CarePlanController(Controller):
         status: FromQuery[PlanStatus | None] = None,
         limit: Limit = 50,
         offset: Offset = 0,
-    ) -> CarePlanPage:
+    ) -> Page[CarePlanOut]:
         items = await service.search(
             session, principal, patient_id=patient_id, status=status, limit=limit, offset=offset
         )
-        return CarePlanPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+        return page_of(items, limit, offset)
 
     @get("/care-plans/{plan_id:uuid}", summary="One care plan")
     async def read(self, session: Db, principal: Caller, plan_id: FromPath[uuid.UUID]) -> CarePlanOut:
@@ -127,7 +121,7 @@ class CarePlanController(Controller):
 
     @get("/care-plans/{plan_id:uuid}/versions", summary="The plan's version history: who changed what, when")
     async def versions(self, session: Db, principal: Caller, plan_id: FromPath[uuid.UUID]) -> list[VersionOut]:
-        return await service.versions(session, principal, plan_id)
+        return await versions.versions(session, principal, plan_id)
 
     @get("/care-plans/{plan_id:uuid}/versions/{version:int}", summary="The plan as it stood at one version")
     async def version(
@@ -137,4 +131,4 @@ class CarePlanController(Controller):
         plan_id: FromPath[uuid.UUID],
         version: Annotated[int, PathParameter(ge=1, le=1_000_000)],
     ) -> VersionDetail:
-        return await service.version(session, principal, plan_id, version)
+        return await versions.version(session, principal, plan_id, version)

@@ -9,7 +9,7 @@ from litestar import Controller, Request, get, post, put
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from api.deps import Caller, Db, cross_tenant_sessions
-from core.consent import network_view, service
+from core.consent import break_glass, network, network_view, service
 from core.consent.network_view import NetworkViewOut
 from core.consent.schemas import (
     BreakGlassCreate,
@@ -79,17 +79,17 @@ class ConsentController(Controller):
         patient_id: FromPath[uuid.UUID],
         data: JSONBody[BreakGlassCreate],
     ) -> BreakGlassOut:
-        return await service.open_break_glass(session, cross_tenant_sessions(request), principal, patient_id, data)
+        return await break_glass.open_break_glass(session, cross_tenant_sessions(request), principal, patient_id, data)
 
     @get("/network/consent-default", summary="What crosses tenants without a consent: opt_in (nothing) or opt_out")
     async def get_default(self, session: Db, principal: Caller) -> NetworkConsentDefault:
-        return await service.get_network_default(session, principal)
+        return await network.get_network_default(session, principal)
 
     @put("/network/consent-default", summary="Choose the network's consent default (network administrators)")
     async def set_default(
         self, session: Db, principal: Caller, data: JSONBody[NetworkConsentDefault]
     ) -> NetworkConsentDefault:
-        return await service.set_network_default(session, principal, data)
+        return await network.set_network_default(session, principal, data)
 
     @put(
         "/patients/{patient_id:uuid}/primary-care",
@@ -98,15 +98,15 @@ class ConsentController(Controller):
     async def primary_care(
         self, session: Db, principal: Caller, patient_id: FromPath[uuid.UUID], data: JSONBody[PrimaryCareIn]
     ) -> PrimaryCareOut:
-        return await service.set_primary_care(session, principal, patient_id, data.primary_care)
+        return await network.set_primary_care(session, principal, patient_id, data.primary_care)
 
     @get("/network/link-systems", summary="The identifier systems that link records across tenants automatically")
     async def get_link_systems(self, session: Db, principal: Caller) -> LinkSystems:
-        return await service.get_link_systems(session, principal)
+        return await network.get_link_systems(session, principal)
 
     @put("/network/link-systems", summary="Choose the identifier systems that link records (network administrators)")
     async def set_link_systems(self, session: Db, principal: Caller, data: JSONBody[LinkSystems]) -> LinkSystems:
-        return await service.set_link_systems(session, principal, data)
+        return await network.set_link_systems(session, principal, data)
 
     @post("/patients/{patient_id:uuid}/discharges", summary="Record a hospital discharge (starts transition of care)")
     async def discharge(
@@ -129,8 +129,6 @@ class PortalConsentController(Controller):
 
     @post("/", summary="Give a consent in the portal (source: portal)")
     async def record(self, session: Db, principal: Caller, data: JSONBody[ConsentCreate]) -> ConsentOut:
-        if principal.patient_id is None:
-            principal.require("portal", "write")
         return await service.record(session, principal, principal.patient_id or uuid.UUID(int=0), data, portal=True)
 
     @post("/{consent_id:uuid}/revoke", status_code=200, summary="Revoke one of your consents (effective at once)")

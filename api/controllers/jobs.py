@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-import msgspec
 from litestar import Controller, get, post
 from litestar.params import FromPath, FromQuery
 
-from api.deps import Caller, Db, Limit, Offset, PageInfo, next_offset
+from api.deps import Caller, Db, Limit, Offset, Page, page_of
 from core.jobs import service
 from core.jobs.schemas import DeadLetterOut
-
-
-class DeadLetterPage(msgspec.Struct):
-    items: list[DeadLetterOut]
-    page: PageInfo
 
 
 class JobController(Controller):
@@ -30,11 +24,11 @@ class JobController(Controller):
         pending_only: FromQuery[bool] = False,
         limit: Limit = 50,
         offset: Offset = 0,
-    ) -> DeadLetterPage:
+    ) -> Page[DeadLetterOut]:
         items = await service.list_dead_letters(
             session, principal, pending_only=pending_only, limit=limit, offset=offset
         )
-        return DeadLetterPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+        return page_of(items, limit, offset)
 
     @get("/{dead_letter_id:uuid}", summary="One dead letter, with its error")
     async def read(self, session: Db, principal: Caller, dead_letter_id: FromPath[uuid.UUID]) -> DeadLetterOut:

@@ -8,12 +8,11 @@ import uuid
 from typing import Any
 from urllib.parse import quote
 
-import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.di import Provide
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from api.deps import Caller, Config, Db, Limit, Offset, PageInfo, next_offset, provide_principal
+from api.deps import Caller, Config, Db, Limit, Offset, Page, page_of, provide_principal
 from core.errors import Forbidden
 from core.messaging import service
 from core.messaging.blobs import blob_store
@@ -38,16 +37,6 @@ async def provide_staff(request: Request[Any, Any, Any], session: Db) -> Princip
     if principal.is_patient:
         raise Forbidden("patients use the portal's conversations", action="threads.read", resource_type="threads")
     return principal
-
-
-class MessagePage(msgspec.Struct):
-    items: list[MessageOut]
-    page: PageInfo
-
-
-class ThreadPage(msgspec.Struct):
-    items: list[ThreadOut]
-    page: PageInfo
 
 
 def download_headers(attachment: AttachmentOut) -> dict[str, str]:
@@ -79,9 +68,9 @@ class ThreadController(Controller):
         patient_id: FromQuery[uuid.UUID | None] = None,
         limit: Limit = 50,
         offset: Offset = 0,
-    ) -> ThreadPage:
+    ) -> Page[ThreadOut]:
         items = await service.list_threads(session, principal, patient_id=patient_id, limit=limit, offset=offset)
-        return ThreadPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+        return page_of(items, limit, offset)
 
     @post(
         "/",
@@ -104,9 +93,9 @@ class ThreadController(Controller):
     @get("/{thread_id:uuid}/messages", summary="The current version of every message, oldest first")
     async def list_messages(
         self, session: Db, principal: Caller, thread_id: FromPath[uuid.UUID], limit: Limit = 50, offset: Offset = 0
-    ) -> MessagePage:
+    ) -> Page[MessageOut]:
         items = await service.list_messages(session, principal, thread_id, limit=limit, offset=offset)
-        return MessagePage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+        return page_of(items, limit, offset)
 
     @post(
         "/{thread_id:uuid}/messages",

@@ -10,7 +10,7 @@ from litestar import Controller, delete, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from api.deps import Caller, Config, Db, Limit, Offset, PageInfo, next_offset
+from api.deps import Caller, Config, Db, Limit, Offset, Page, page_of
 from api.hub import Hub
 from tenants import onboarding
 from tenants.schemas import (
@@ -22,16 +22,6 @@ from tenants.schemas import (
     TenantCreate,
     TenantOut,
 )
-
-
-class TenantPage(msgspec.Struct):
-    items: list[TenantOut]
-    page: PageInfo
-
-
-class InvitationPage(msgspec.Struct):
-    items: list[InvitationSummary]
-    page: PageInfo
 
 
 class StatusChange(msgspec.Struct, forbid_unknown_fields=True):
@@ -59,9 +49,9 @@ class NetworkController(Controller):
         status: FromQuery[Literal["pending", "active", "suspended"] | None] = None,
         limit: Limit = 50,
         offset: Offset = 0,
-    ) -> TenantPage:
+    ) -> Page[TenantOut]:
         items = await onboarding.list_tenants(session, principal, status=status, limit=limit, offset=offset)
-        return TenantPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+        return page_of(items, limit, offset)
 
     @get("/{tenant_id:uuid}", summary="One tenant")
     async def read(self, session: Db, principal: Caller, tenant_id: FromPath[uuid.UUID]) -> TenantOut:
@@ -108,9 +98,11 @@ class InvitationController(Controller):
         )
 
     @get("/", summary="Open invitations of the caller's tenant")
-    async def list(self, session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0) -> InvitationPage:
+    async def list(
+        self, session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0
+    ) -> Page[InvitationSummary]:
         items = await onboarding.list_invitations(session, principal, limit=limit, offset=offset)
-        return InvitationPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+        return page_of(items, limit, offset)
 
     @delete("/{invitation_id:uuid}", summary="Revoke an open invitation")
     async def revoke(self, session: Db, principal: Caller, invitation_id: FromPath[uuid.UUID]) -> None:

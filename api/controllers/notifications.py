@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-import msgspec
 from litestar import Controller, get, put
 from litestar.params import FromPath, JSONBody
 
-from api.deps import Caller, Db, Limit, Offset, PageInfo, next_offset
+from api.deps import Caller, Db, Limit, Offset, Page, page_of
 from core.notify import rules_config, service
 from core.notify.schemas import AlertSettingsBody, AlertSettingsOut, NotificationOut, PreferencesBody, PreferencesOut
-
-
-class NotificationPage(msgspec.Struct):
-    items: list[NotificationOut]
-    page: PageInfo
 
 
 class AlertSettingsController(Controller):
@@ -60,6 +54,6 @@ class NotificationPreferenceController(Controller):
     @get("/patients/{patient_id:uuid}/notifications", summary="What was sent to the patient, and whether it went out")
     async def sent(
         self, session: Db, principal: Caller, patient_id: FromPath[uuid.UUID], limit: Limit = 50, offset: Offset = 0
-    ) -> NotificationPage:
+    ) -> Page[NotificationOut]:
         items = await service.patient_notifications(session, principal, patient_id, limit=limit, offset=offset)
-        return NotificationPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+        return page_of(items, limit, offset)

@@ -6,20 +6,14 @@ import uuid
 from datetime import date
 from typing import Annotated
 
-import msgspec
 from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from api.deps import Caller, Config, Db, Limit, Offset, PageInfo, next_offset
+from api.deps import Caller, Config, Db, Limit, Offset, Page, page_of
 from core.patients import service
 from core.patients.schemas import PatientCreate, PatientOut, PatientUpdate, PortalInvitationCreate
 from tenants import onboarding
 from tenants.schemas import InvitationOut
-
-
-class PatientPage(msgspec.Struct):
-    items: list[PatientOut]
-    page: PageInfo
 
 
 class PatientController(Controller):
@@ -41,7 +35,7 @@ class PatientController(Controller):
         include_inactive: FromQuery[bool] = False,
         limit: Limit = 50,
         offset: Offset = 0,
-    ) -> PatientPage:
+    ) -> Page[PatientOut]:
         items = await service.search(
             session,
             principal,
@@ -52,7 +46,7 @@ class PatientController(Controller):
             limit=limit,
             offset=offset,
         )
-        return PatientPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+        return page_of(items, limit, offset)
 
     @get("/{patient_id:uuid}", summary="One patient")
     async def read(self, session: Db, principal: Caller, patient_id: FromPath[uuid.UUID]) -> PatientOut:
@@ -80,8 +74,9 @@ class PatientController(Controller):
         patient_id: FromPath[uuid.UUID],
         data: JSONBody[PortalInvitationCreate],
     ) -> InvitationOut:
-        principal.require("patients", "write")
-        await service.require_patient(session, principal, patient_id, "patient.portal_invitation", active=True)
+        await service.require_patient(
+            session, principal, patient_id, "patient.portal_invitation", active=True, need="write"
+        )
         return await onboarding.invite_patient(
             session, principal, patient_id, data.email, settings.invitation_ttl_hours
         )

@@ -4,57 +4,16 @@ from __future__ import annotations
 
 import uuid
 
-import msgspec
 from litestar import Controller, Response, get, post, put
 from litestar.params import FromPath, JSONBody
 
 from api.controllers.messaging import download_headers
-from api.deps import Caller, Config, Db, Limit, Offset, PageInfo, next_offset
+from api.deps import Caller, Config, Db, Limit, Offset, Page, page_of
 from core.messaging.blobs import blob_store
 from core.messaging.schemas import MESSAGE_REQUEST_LIMIT, MessageCreate
 from core.notify import service as notify
 from core.notify.schemas import NotificationOut, PreferencesBody, PreferencesOut
 from core.portal import schemas, service
-
-
-class CarePlanPage(msgspec.Struct):
-    items: list[schemas.CarePlan]
-    page: PageInfo
-
-
-class TaskPage(msgspec.Struct):
-    items: list[schemas.Task]
-    page: PageInfo
-
-
-class AppointmentPage(msgspec.Struct):
-    items: list[schemas.Appointment]
-    page: PageInfo
-
-
-class ResultPage(msgspec.Struct):
-    items: list[schemas.Result]
-    page: PageInfo
-
-
-class EducationPage(msgspec.Struct):
-    items: list[schemas.EducationItem]
-    page: PageInfo
-
-
-class MessagePage(msgspec.Struct):
-    items: list[schemas.Message]
-    page: PageInfo
-
-
-class ThreadPage(msgspec.Struct):
-    items: list[schemas.Thread]
-    page: PageInfo
-
-
-class NotificationPage(msgspec.Struct):
-    items: list[NotificationOut]
-    page: PageInfo
 
 
 class PortalController(Controller):
@@ -68,9 +27,9 @@ class PortalController(Controller):
     @get("/notifications", summary="Messages from your care team's systems (reminders), newest first")
     async def notifications(
         self, session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0
-    ) -> NotificationPage:
+    ) -> Page[NotificationOut]:
         items = await notify.portal_notifications(session, principal, limit=limit, offset=offset)
-        return NotificationPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+        return page_of(items, limit, offset)
 
     @post("/notifications/{notification_id:uuid}/read", status_code=200, summary="Mark a message read")
     async def notification_read(
@@ -87,44 +46,52 @@ class PortalController(Controller):
         return await notify.set_portal_preferences(session, principal, data)
 
     @get("/care-plans", summary="Your care plans")
-    async def care_plans(self, session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0) -> CarePlanPage:
+    async def care_plans(
+        self, session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0
+    ) -> Page[schemas.CarePlan]:
         items = await service.care_plans(session, principal, limit=limit, offset=offset)
-        return CarePlanPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+        return page_of(items, limit, offset)
 
     @get("/care-plans/{plan_id:uuid}", summary="One of your care plans, with its goals and activities")
     async def care_plan(self, session: Db, principal: Caller, plan_id: FromPath[uuid.UUID]) -> schemas.CarePlan:
         return await service.care_plan(session, principal, plan_id)
 
     @get("/tasks", summary="What you are asked to do, open tasks first")
-    async def tasks(self, session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0) -> TaskPage:
+    async def tasks(self, session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0) -> Page[schemas.Task]:
         items = await service.tasks(session, principal, limit=limit, offset=offset)
-        return TaskPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+        return page_of(items, limit, offset)
 
     @get("/appointments", summary="Your appointments, upcoming first")
     async def appointments(
         self, session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0
-    ) -> AppointmentPage:
+    ) -> Page[schemas.Appointment]:
         items = await service.appointments(session, principal, limit=limit, offset=offset)
-        return AppointmentPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+        return page_of(items, limit, offset)
 
     @get("/results", summary="Your lab results released to you, newest first")
-    async def results(self, session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0) -> ResultPage:
+    async def results(
+        self, session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0
+    ) -> Page[schemas.Result]:
         items = await service.results(session, principal, limit=limit, offset=offset)
-        return ResultPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+        return page_of(items, limit, offset)
 
     @get("/education", summary="Reading material from your care team, unread first")
-    async def education(self, session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0) -> EducationPage:
+    async def education(
+        self, session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0
+    ) -> Page[schemas.EducationItem]:
         items = await service.education(session, principal, limit=limit, offset=offset)
-        return EducationPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+        return page_of(items, limit, offset)
 
     @post("/education/{item_id:uuid}/read", status_code=200, summary="Mark an education item read")
     async def mark_read(self, session: Db, principal: Caller, item_id: FromPath[uuid.UUID]) -> schemas.EducationItem:
         return await service.mark_education_read(session, principal, item_id)
 
     @get("/threads", summary="Your conversations with your care team, most recent message first")
-    async def threads(self, session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0) -> ThreadPage:
+    async def threads(
+        self, session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0
+    ) -> Page[schemas.Thread]:
         items = await service.threads(session, principal, limit=limit, offset=offset)
-        return ThreadPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+        return page_of(items, limit, offset)
 
     @post(
         "/threads",
@@ -143,9 +110,9 @@ class PortalController(Controller):
     @get("/threads/{thread_id:uuid}/messages", summary="The messages of a conversation, oldest first")
     async def messages(
         self, session: Db, principal: Caller, thread_id: FromPath[uuid.UUID], limit: Limit = 50, offset: Offset = 0
-    ) -> MessagePage:
+    ) -> Page[schemas.Message]:
         items = await service.messages(session, principal, thread_id, limit=limit, offset=offset)
-        return MessagePage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+        return page_of(items, limit, offset)
 
     @post(
         "/threads/{thread_id:uuid}/messages",

@@ -5,23 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-import msgspec
 from litestar import Controller, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from api.deps import Caller, Db, Limit, Offset, PageInfo, next_offset
+from api.deps import Caller, Db, Limit, Offset, Page, page_of
 from core.results import service
 from core.results.schemas import EducationCreate, EducationOut, Interpretation, ResultCreate, ResultOut
-
-
-class ResultPage(msgspec.Struct):
-    items: list[ResultOut]
-    page: PageInfo
-
-
-class EducationPage(msgspec.Struct):
-    items: list[EducationOut]
-    page: PageInfo
 
 
 class ResultController(Controller):
@@ -43,11 +32,11 @@ class ResultController(Controller):
         interpretation: Annotated[Interpretation | None, QueryParameter(description="only this interpretation")] = None,
         limit: Limit = 50,
         offset: Offset = 0,
-    ) -> ResultPage:
+    ) -> Page[ResultOut]:
         items = await service.list_results(
             session, principal, patient_id, interpretation=interpretation, limit=limit, offset=offset
         )
-        return ResultPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+        return page_of(items, limit, offset)
 
     @get("/results/{result_id:uuid}", summary="One lab result")
     async def read(self, session: Db, principal: Caller, result_id: FromPath[uuid.UUID]) -> ResultOut:
@@ -75,6 +64,6 @@ class ResultController(Controller):
         patient_id: FromPath[uuid.UUID],
         limit: Limit = 50,
         offset: Offset = 0,
-    ) -> EducationPage:
+    ) -> Page[EducationOut]:
         items = await service.list_education(session, principal, patient_id, limit=limit, offset=offset)
-        return EducationPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+        return page_of(items, limit, offset)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import uuid
 
-import msgspec
 from litestar import Controller, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody
 
-from api.deps import Caller, Db, Limit, Offset, PageInfo, next_offset
+from api.deps import Caller, Db, Limit, Offset, Page, page_of
 from core.tasks import service
 from core.tasks.schemas import (
     CommentIn,
@@ -24,11 +23,6 @@ from core.tasks.schemas import (
     TaskUpdate,
     Transition,
 )
-
-
-class TaskPage(msgspec.Struct):
-    items: list[TaskOut]
-    page: PageInfo
 
 
 class TaskController(Controller):
@@ -55,7 +49,7 @@ class TaskController(Controller):
         assignee_id: FromQuery[uuid.UUID | None] = None,
         limit: Limit = 50,
         offset: Offset = 0,
-    ) -> TaskPage:
+    ) -> Page[TaskOut]:
         items = await service.queue(
             session,
             principal,
@@ -67,7 +61,7 @@ class TaskController(Controller):
             limit=limit,
             offset=offset,
         )
-        return TaskPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+        return page_of(items, limit, offset)
 
     @get("/tasks/{task_id:uuid}", summary="One task")
     async def read(self, session: Db, principal: Caller, task_id: FromPath[uuid.UUID]) -> TaskOut:

@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-import msgspec
 from litestar import Controller, delete, get, post, put
 from litestar.params import FromPath, JSONBody
 
-from api.deps import Caller, Db, Limit, Offset, PageInfo, next_offset
+from api.deps import Caller, Db, Limit, Offset, Page, page_of
 from tenants import users
 from tenants.schemas import MemberOut, RolesUpdate, UserCreate
-
-
-class MemberPage(msgspec.Struct):
-    items: list[MemberOut]
-    page: PageInfo
 
 
 class UserController(Controller):
@@ -23,9 +17,9 @@ class UserController(Controller):
     tags = ["users"]
 
     @get("/", summary="Members of the caller's tenant")
-    async def list(self, session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0) -> MemberPage:
+    async def list(self, session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0) -> Page[MemberOut]:
         items = await users.list_members(session, principal, limit=limit, offset=offset)
-        return MemberPage(items=items, page=PageInfo(limit, offset, next_offset(items, limit, offset)))
+        return page_of(items, limit, offset)
 
     @post("/", summary="Add a user to the caller's tenant with roles")
     async def create(self, session: Db, principal: Caller, data: JSONBody[UserCreate]) -> MemberOut:

@@ -10,7 +10,7 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import audit, inputs, outbox, staff
+from core import inputs, outbox, staff
 from core.appointments.models import APPOINTMENT_TRANSITIONS, Appointment
 from core.appointments.schemas import AppointmentCreate, AppointmentOut, AppointmentUpdate, Reminder, StatusChange
 from core.db import utcnow
@@ -18,7 +18,7 @@ from core.errors import Conflict, InvalidInput
 from core.inputs import to_utc
 from core.patients.service import require_patient
 from core.principal import Principal
-from core.records import get_or_404
+from core.records import Records
 
 RESOURCE = "Appointment"
 MAX_LENGTH = timedelta(hours=12)
@@ -47,6 +47,15 @@ def to_out(appointment: Appointment) -> AppointmentOut:
     )
 
 
+APPOINTMENTS = Records(
+    model=Appointment,
+    resource_type=RESOURCE,
+    permission="appointments",
+    not_found="appointment not found",
+    shape=to_out,
+)
+
+
 def _not_past(start_at: datetime) -> None:
     if start_at < utcnow() - timedelta(days=1):
         raise InvalidInput("start_at is in the past", field="start_at")
@@ -66,18 +75,6 @@ def _check(appointment: Appointment) -> None:
 def _event(session: AsyncSession, appointment: Appointment, topic: str, **extra: Any) -> None:
     payload = {"appointment_id": str(appointment.id), "patient_id": str(appointment.patient_id), **extra}
     outbox.emit(session, topic, payload, aggregate_id=appointment.patient_id)
-
-
-def _audit(session: AsyncSession, principal: Principal, appointment: Appointment, action: str, **detail: Any) -> None:
-    audit.record(
-        session,
-        principal.actor,
-        action=action,
-        resource_type=RESOURCE,
-        resource_id=appointment.id,
-        patient_id=appointment.patient_id,
-        detail=detail or None,
-    )
 
 
 async def create(session: AsyncSession, principal: Principal, data: AppointmentCreate) -> AppointmentOut:
@@ -104,28 +101,15 @@ async def create(session: AsyncSession, principal: Principal, data: AppointmentC
     )
     _check(appointment)
     session.add(appointment)
-    _audit(session, principal, appointment, "appointment.create")
+    APPOINTMENTS.audit(session, principal, appointment, "appointment.create")
     _event(session, appointment, "appointment.created", start_at=appointment.start_at.isoformat())
     await session.flush()
     return to_out(appointment)
 
 
-async def _load(session: AsyncSession, principal: Principal, appointment_id: uuid.UUID, action: str) -> Appointment:
-    return await get_or_404(
-        session,
-        principal,
-        Appointment,
-        appointment_id,
-        action=action,
-        resource_type=RESOURCE,
-        detail="appointment not found",
-    )
-
-
 async def read(session: AsyncSession, principal: Principal, appointment_id: uuid.UUID) -> AppointmentOut:
-    principal.require("appointments", "read")
-    appointment = await _load(session, principal, appointment_id, "appointment.read")
-    _audit(session, principal, appointment, "appointment.read")
+    appointment = await APPOINTMENTS.get(session, principal, appointment_id, "appointment.read", need="read")
+    APPOINTMENTS.audit(session, principal, appointment, "appointment.read")
     return to_out(appointment)
 
 
@@ -133,8 +117,7 @@ async def update(
     session: AsyncSession, principal: Principal, appointment_id: uuid.UUID, data: AppointmentUpdate
 ) -> AppointmentOut:
     """Reschedule or change the details of a proposed or booked appointment."""
-    principal.require("appointments", "write")
-    appointment = await _load(session, principal, appointment_id, "appointment.update")
+    appointment = await APPOINTMENTS.get(session, principal, appointment_id, "appointment.update", need="write")
     if appointment.status not in OPEN:
         raise Conflict(f"the appointment is {appointment.status}: it can no longer change", field="status")
     given = inputs.given(data)
@@ -156,7 +139,7 @@ async def update(
         appointment.updated_at = utcnow()
         topic = "appointment.rescheduled" if {"start_at", "end_at"} & set(changed) else "appointment.updated"
         _event(session, appointment, topic, fields=changed)
-    _audit(session, principal, appointment, "appointment.update", fields=changed)
+    APPOINTMENTS.audit(session, principal, appointment, "appointment.update", fields=changed)
     await session.flush()
     return to_out(appointment)
 
@@ -164,8 +147,7 @@ async def update(
 async def change_status(
     session: AsyncSession, principal: Principal, appointment_id: uuid.UUID, data: StatusChange
 ) -> AppointmentOut:
-    principal.require("appointments", "write")
-    appointment = await _load(session, principal, appointment_id, "appointment.status")
+    appointment = await APPOINTMENTS.get(session, principal, appointment_id, "appointment.status", need="write")
     allowed = APPOINTMENT_TRANSITIONS[appointment.status]
     if data.status not in allowed:
         options = ", ".join(sorted(allowed)) or "none: the appointment is closed"
@@ -183,7 +165,7 @@ async def change_status(
     appointment.updated_at = now
     if data.status == "noshow":
         appointment.noshow_recorded_at = now
-    _audit(session, principal, appointment, "appointment.status", **{"from": before, "to": data.status})
+    APPOINTMENTS.audit(session, principal, appointment, "appointment.status", **{"from": before, "to": data.status})
     _event(session, appointment, f"appointment.{data.status}", from_status=before)
     await session.flush()
     return to_out(appointment)
@@ -216,5 +198,5 @@ async def search(
     query = query.order_by(Appointment.start_at, Appointment.id).limit(limit).offset(offset)
     rows = list((await session.scalars(query)).all())
     for appointment in rows:
-        _audit(session, principal, appointment, "appointment.search")
+        APPOINTMENTS.audit(session, principal, appointment, "appointment.search")
     return [to_out(a) for a in rows]

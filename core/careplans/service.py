@@ -9,205 +9,29 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import audit, inputs, outbox, staff
+from core import inputs
 from core.appointments.models import Appointment
-from core.careplans import standard, structured
-from core.careplans.models import (
-    PLAN_TRANSITIONS,
-    CarePlan,
-    CarePlanActivity,
-    CarePlanGoal,
-    CarePlanTemplate,
-    CarePlanVersion,
-)
+from core.careplans import structured
+from core.careplans.models import PLAN_TRANSITIONS, CarePlan, CarePlanActivity, CarePlanGoal, CarePlanTemplate
 from core.careplans.schemas import (
     ActivityIn,
-    ActivityOut,
     ActivityUpdate,
     CarePlanCreate,
     CarePlanOut,
     CarePlanUpdate,
     GoalIn,
-    GoalOut,
     GoalUpdate,
-    TemplateCreate,
-    TemplateOut,
-    TemplateUpdate,
-    VersionDetail,
-    VersionOut,
 )
+from core.careplans.shapes import CARE_PLANS, to_out
+from core.careplans.templates import active_template
+from core.careplans.versions import new_version
 from core.db import utcnow
 from core.errors import Conflict, InvalidInput, NotFound
 from core.patients.service import require_patient
 from core.principal import Principal
-from core.records import get_or_404
 from core.tasks.models import Task
 
-RESOURCE = "CarePlan"
 CLOSED = ("completed", "revoked")
-
-
-# Templates ----------------------------------------------------------------------------------------------------
-
-
-def template_out(template: CarePlanTemplate) -> TemplateOut:
-    return TemplateOut(
-        id=template.id,
-        code=template.code,
-        name=template.name,
-        description=template.description,
-        condition=template.condition,
-        structured_schema=template.structured_schema,
-        goals=msgspec.convert(template.goals, list[GoalIn]),
-        activities=msgspec.convert(template.activities, list[ActivityIn]),
-        active=template.active,
-        created_at=template.created_at,
-    )
-
-
-async def create_template(session: AsyncSession, principal: Principal, data: TemplateCreate) -> TemplateOut:
-    principal.require("careplan_templates", "write")
-    structured.check_schema(data.structured_schema)
-    for index, activity in enumerate(data.activities):
-        if activity.task_id or activity.appointment_id:
-            raise InvalidInput(
-                "a template's activities cannot point at a task or appointment", field=f"activities[{index}]"
-            )
-    if await session.scalar(select(CarePlanTemplate.id).where(CarePlanTemplate.code == data.code)) is not None:
-        raise Conflict(f"a template with code {data.code} already exists", field="code")
-    template = CarePlanTemplate(
-        id=uuid.uuid4(),
-        code=data.code,
-        name=data.name,
-        description=data.description,
-        condition=data.condition,
-        structured_schema=data.structured_schema,
-        goals=msgspec.to_builtins(data.goals),
-        activities=msgspec.to_builtins(data.activities),
-    )
-    session.add(template)
-    audit.record(
-        session,
-        principal.actor,
-        action="care_plan_template.create",
-        resource_type="CarePlanTemplate",
-        resource_id=template.id,
-    )
-    await session.flush()
-    return template_out(template)
-
-
-async def install_standard(session: AsyncSession, principal: Principal) -> list[TemplateOut]:
-    """Add the standard templates the tenant does not have yet (by code); returns the ones added."""
-    principal.require("careplan_templates", "write")
-    have = set((await session.scalars(select(CarePlanTemplate.code))).all())
-    added = []
-    for spec in standard.STANDARD_TEMPLATES:
-        if spec["code"] not in have:
-            added.append(await create_template(session, principal, msgspec.convert(spec, TemplateCreate)))
-    return added
-
-
-async def update_template(
-    session: AsyncSession, principal: Principal, template_id: uuid.UUID, data: TemplateUpdate
-) -> TemplateOut:
-    """Rename or describe a template, or retire it (``active: false``): retired templates are not offered for new
-    plans; plans made from them keep it."""
-    principal.require("careplan_templates", "write")
-    template = await session.get(CarePlanTemplate, template_id)
-    if template is None:
-        raise NotFound("care plan template not found")
-    changed = {}
-    for field, value in inputs.given(data).items():
-        if getattr(template, field) != value:
-            changed[field] = value
-            setattr(template, field, value)
-    if changed:
-        template.updated_at = utcnow()
-    audit.record(
-        session,
-        principal.actor,
-        action="care_plan_template.update",
-        resource_type="CarePlanTemplate",
-        resource_id=template.id,
-        detail={"fields": sorted(changed)},
-    )
-    await session.flush()
-    return template_out(template)
-
-
-async def list_templates(session: AsyncSession, principal: Principal) -> list[TemplateOut]:
-    principal.require("careplan_templates", "read")
-    rows = await session.scalars(
-        select(CarePlanTemplate).where(CarePlanTemplate.active.is_(True)).order_by(CarePlanTemplate.name)
-    )
-    return [template_out(t) for t in rows.all()]
-
-
-async def _template(session: AsyncSession, template_id: uuid.UUID, field: str | None = None) -> CarePlanTemplate:
-    template = await session.get(CarePlanTemplate, template_id)
-    if template is None or not template.active:
-        if field:
-            raise InvalidInput("no active care plan template of this tenant has this id", field=field)
-        raise NotFound("care plan template not found")
-    return template
-
-
-async def read_template(session: AsyncSession, principal: Principal, template_id: uuid.UUID) -> TemplateOut:
-    """One template, retired ones included (plans made from them still point at them)."""
-    principal.require("careplan_templates", "read")
-    template = await session.get(CarePlanTemplate, template_id)
-    if template is None:
-        raise NotFound("care plan template not found")
-    return template_out(template)
-
-
-# Plans --------------------------------------------------------------------------------------------------------
-
-
-def to_out(plan: CarePlan) -> CarePlanOut:
-    return CarePlanOut(
-        id=plan.id,
-        patient_id=plan.patient_id,
-        template_id=plan.template_id,
-        title=plan.title,
-        description=plan.description,
-        status=plan.status,
-        period_start=plan.period_start,
-        period_end=plan.period_end,
-        structured=plan.structured,
-        staff_note=plan.staff_note,
-        version=plan.version,
-        author_id=plan.author_id,
-        goals=[goal_out(g) for g in plan.goals],
-        activities=[activity_out(a) for a in plan.activities],
-        created_at=plan.created_at,
-        updated_at=plan.updated_at,
-        data_category=plan.data_category,
-    )
-
-
-def goal_out(goal: CarePlanGoal) -> GoalOut:
-    return GoalOut(
-        id=goal.id,
-        description=goal.description,
-        measure=goal.measure,
-        target_value=goal.target_value,
-        due_date=goal.due_date,
-        lifecycle_status=goal.lifecycle_status,
-        achievement_status=goal.achievement_status,
-    )
-
-
-def activity_out(activity: CarePlanActivity) -> ActivityOut:
-    return ActivityOut(
-        id=activity.id,
-        kind=activity.kind,
-        description=activity.description,
-        status=activity.status,
-        task_id=activity.task_id,
-        appointment_id=activity.appointment_id,
-    )
 
 
 def _check_period(plan: CarePlan) -> None:
@@ -243,51 +67,10 @@ async def _activity(session: AsyncSession, patient_id: uuid.UUID, data: Activity
     return CarePlanActivity(id=uuid.uuid4(), **msgspec.structs.asdict(data))
 
 
-def _snapshot(plan: CarePlan) -> dict[str, Any]:
-    snapshot: dict[str, Any] = msgspec.to_builtins(to_out(plan))
-    return snapshot
-
-
-async def _new_version(
-    session: AsyncSession, principal: Principal, plan: CarePlan, changes: list[dict[str, Any]], action: str
-) -> CarePlanOut:
-    """Record the plan as it now stands as its next version, with who changed what."""
-    if plan.version != 1 or changes[0].get("op") != "create":
-        plan.version += 1
-        plan.updated_at = utcnow()
-    await session.flush()
-    session.add(
-        CarePlanVersion(
-            plan_id=plan.id,
-            version=plan.version,
-            snapshot=_snapshot(plan),
-            changes=changes,
-            changed_by=principal.user_id,
-        )
-    )
-    audit.record(
-        session,
-        principal.actor,
-        action=action,
-        resource_type=RESOURCE,
-        resource_id=plan.id,
-        patient_id=plan.patient_id,
-        detail={"version": plan.version},
-    )
-    outbox.emit(
-        session,
-        "care_plan.created" if action == "care_plan.create" else "care_plan.updated",
-        {"care_plan_id": str(plan.id), "patient_id": str(plan.patient_id), "version": plan.version},
-        aggregate_id=plan.patient_id,
-    )
-    await session.flush()
-    return to_out(plan)
-
-
 async def create(session: AsyncSession, principal: Principal, data: CarePlanCreate) -> CarePlanOut:
     principal.require("careplans", "write")
     patient = await require_patient(session, principal, data.patient_id, "care_plan.create", active=True)
-    template = await _template(session, data.template_id, "template_id") if data.template_id else None
+    template = await active_template(session, data.template_id, "template_id") if data.template_id else None
     if template is not None:
         structured.validate(template.structured_schema, data.structured)
     goals = data.goals if data.goals is not None else msgspec.convert(template.goals if template else [], list[GoalIn])
@@ -320,13 +103,7 @@ async def create(session: AsyncSession, principal: Principal, data: CarePlanCrea
     for index, activity in enumerate(activities):
         plan.activities.append(await _activity(session, patient.id, activity, f"activities[{index}]"))
     session.add(plan)
-    return await _new_version(session, principal, plan, [{"op": "create"}], "care_plan.create")
-
-
-async def _load(session: AsyncSession, principal: Principal, plan_id: uuid.UUID, action: str) -> CarePlan:
-    return await get_or_404(
-        session, principal, CarePlan, plan_id, action=action, resource_type=RESOURCE, detail="care plan not found"
-    )
+    return await new_version(session, principal, plan, [{"op": "create"}], "care_plan.create")
 
 
 def _open(plan: CarePlan) -> None:
@@ -335,16 +112,8 @@ def _open(plan: CarePlan) -> None:
 
 
 async def read(session: AsyncSession, principal: Principal, plan_id: uuid.UUID) -> CarePlanOut:
-    principal.require("careplans", "read")
-    plan = await _load(session, principal, plan_id, "care_plan.read")
-    audit.record(
-        session,
-        principal.actor,
-        action="care_plan.read",
-        resource_type=RESOURCE,
-        resource_id=plan.id,
-        patient_id=plan.patient_id,
-    )
+    plan = await CARE_PLANS.get(session, principal, plan_id, "care_plan.read", need="read")
+    CARE_PLANS.audit(session, principal, plan, "care_plan.read")
     return to_out(plan)
 
 
@@ -366,14 +135,7 @@ async def search(
     query = query.order_by(CarePlan.updated_at.desc(), CarePlan.id).limit(limit).offset(offset)
     plans = list((await session.scalars(query)).all())
     for plan in plans:
-        audit.record(
-            session,
-            principal.actor,
-            action="care_plan.search",
-            resource_type=RESOURCE,
-            resource_id=plan.id,
-            patient_id=plan.patient_id,
-        )
+        CARE_PLANS.audit(session, principal, plan, "care_plan.search")
     return [to_out(p) for p in plans]
 
 
@@ -382,8 +144,7 @@ def _json(value: Any) -> Any:
 
 
 async def update(session: AsyncSession, principal: Principal, plan_id: uuid.UUID, data: CarePlanUpdate) -> CarePlanOut:
-    principal.require("careplans", "write")
-    plan = await _load(session, principal, plan_id, "care_plan.update")
+    plan = await CARE_PLANS.get(session, principal, plan_id, "care_plan.update", need="write")
     given = inputs.given(data)
     expected = given.pop("version", None)
     if expected is not None and expected != plan.version:
@@ -411,38 +172,28 @@ async def update(session: AsyncSession, principal: Principal, plan_id: uuid.UUID
     _check_period(plan)
     if not changes:
         return _unchanged(session, principal, plan)
-    return await _new_version(session, principal, plan, changes, "care_plan.update")
+    return await new_version(session, principal, plan, changes, "care_plan.update")
 
 
 def _unchanged(session: AsyncSession, principal: Principal, plan: CarePlan) -> CarePlanOut:
     """An update that changed nothing still showed the plan: audit it as a read."""
-    audit.record(
-        session,
-        principal.actor,
-        action="care_plan.read",
-        resource_type=RESOURCE,
-        resource_id=plan.id,
-        patient_id=plan.patient_id,
-        detail={"unchanged": True},
-    )
+    CARE_PLANS.audit(session, principal, plan, "care_plan.read", unchanged=True)
     return to_out(plan)
 
 
 async def add_goal(session: AsyncSession, principal: Principal, plan_id: uuid.UUID, data: GoalIn) -> CarePlanOut:
-    principal.require("careplans", "write")
-    plan = await _load(session, principal, plan_id, "care_plan.add_goal")
+    plan = await CARE_PLANS.get(session, principal, plan_id, "care_plan.add_goal", need="write")
     _open(plan)
     goal = _goal(data)
     plan.goals.append(goal)
     change = {"op": "add_goal", "goal_id": str(goal.id), "description": goal.description}
-    return await _new_version(session, principal, plan, [change], "care_plan.add_goal")
+    return await new_version(session, principal, plan, [change], "care_plan.add_goal")
 
 
 async def update_goal(
     session: AsyncSession, principal: Principal, plan_id: uuid.UUID, goal_id: uuid.UUID, data: GoalUpdate
 ) -> CarePlanOut:
-    principal.require("careplans", "write")
-    plan = await _load(session, principal, plan_id, "care_plan.update_goal")
+    plan = await CARE_PLANS.get(session, principal, plan_id, "care_plan.update_goal", need="write")
     goal = next((g for g in plan.goals if g.id == goal_id), None)
     if goal is None:
         raise NotFound("goal not found")
@@ -460,26 +211,24 @@ async def update_goal(
     if not changes:
         return _unchanged(session, principal, plan)
     goal.updated_at = utcnow()
-    return await _new_version(session, principal, plan, changes, "care_plan.update_goal")
+    return await new_version(session, principal, plan, changes, "care_plan.update_goal")
 
 
 async def add_activity(
     session: AsyncSession, principal: Principal, plan_id: uuid.UUID, data: ActivityIn
 ) -> CarePlanOut:
-    principal.require("careplans", "write")
-    plan = await _load(session, principal, plan_id, "care_plan.add_activity")
+    plan = await CARE_PLANS.get(session, principal, plan_id, "care_plan.add_activity", need="write")
     _open(plan)
     activity = await _activity(session, plan.patient_id, data, "")
     plan.activities.append(activity)
     change = {"op": "add_activity", "activity_id": str(activity.id), "description": activity.description}
-    return await _new_version(session, principal, plan, [change], "care_plan.add_activity")
+    return await new_version(session, principal, plan, [change], "care_plan.add_activity")
 
 
 async def update_activity(
     session: AsyncSession, principal: Principal, plan_id: uuid.UUID, activity_id: uuid.UUID, data: ActivityUpdate
 ) -> CarePlanOut:
-    principal.require("careplans", "write")
-    plan = await _load(session, principal, plan_id, "care_plan.update_activity")
+    plan = await CARE_PLANS.get(session, principal, plan_id, "care_plan.update_activity", need="write")
     activity = next((a for a in plan.activities if a.id == activity_id), None)
     if activity is None:
         raise NotFound("activity not found")
@@ -505,63 +254,4 @@ async def update_activity(
     if not changes:
         return _unchanged(session, principal, plan)
     activity.updated_at = utcnow()
-    return await _new_version(session, principal, plan, changes, "care_plan.update_activity")
-
-
-async def versions(session: AsyncSession, principal: Principal, plan_id: uuid.UUID) -> list[VersionOut]:
-    principal.require("careplans", "read")
-    plan = await _load(session, principal, plan_id, "care_plan.versions")
-    rows = list(
-        (
-            await session.scalars(
-                select(CarePlanVersion).where(CarePlanVersion.plan_id == plan.id).order_by(CarePlanVersion.version)
-            )
-        ).all()
-    )
-    users = await staff.names(session, (r.changed_by for r in rows))
-    audit.record(
-        session,
-        principal.actor,
-        action="care_plan.versions",
-        resource_type=RESOURCE,
-        resource_id=plan.id,
-        patient_id=plan.patient_id,
-    )
-    return [
-        VersionOut(
-            version=r.version,
-            changed_by=r.changed_by,
-            changed_by_name=users.get(r.changed_by) if r.changed_by else None,
-            changed_at=r.changed_at,
-            changes=r.changes,
-        )
-        for r in rows
-    ]
-
-
-async def version(session: AsyncSession, principal: Principal, plan_id: uuid.UUID, number: int) -> VersionDetail:
-    principal.require("careplans", "read")
-    plan = await _load(session, principal, plan_id, "care_plan.version")
-    row = await session.scalar(
-        select(CarePlanVersion).where(CarePlanVersion.plan_id == plan.id, CarePlanVersion.version == number)
-    )
-    if row is None:
-        raise NotFound("care plan version not found")
-    users = await staff.names(session, [row.changed_by])
-    audit.record(
-        session,
-        principal.actor,
-        action="care_plan.version",
-        resource_type=RESOURCE,
-        resource_id=plan.id,
-        patient_id=plan.patient_id,
-        detail={"version": number},
-    )
-    return VersionDetail(
-        version=row.version,
-        changed_by=row.changed_by,
-        changed_by_name=users.get(row.changed_by) if row.changed_by else None,
-        changed_at=row.changed_at,
-        changes=row.changes,
-        plan=row.snapshot,
-    )
+    return await new_version(session, principal, plan, changes, "care_plan.update_activity")

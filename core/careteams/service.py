@@ -7,17 +7,20 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import audit, inputs, outbox, staff
+from core import inputs, outbox, staff
 from core.careteams.models import CareTeam, CareTeamMember
 from core.careteams.schemas import CareTeamCreate, CareTeamOut, MemberIn, MemberOut, MemberUpdate
 from core.db import utcnow
 from core.errors import Conflict, InvalidInput, NotFound
 from core.patients.service import require_patient
 from core.principal import Principal
-from core.records import get_or_404
+from core.records import Records
 
 RESOURCE = "CareTeam"
 CONTACT_IS_FOR_OUTSIDERS = "contact details are for outside members; staff are reached through carehub"
+CARE_TEAMS: Records[CareTeam, CareTeamOut] = Records(
+    model=CareTeam, resource_type=RESOURCE, permission="careteams", not_found="care team not found"
+)
 
 
 async def to_out(session: AsyncSession, team: CareTeam) -> CareTeamOut:
@@ -81,15 +84,7 @@ def _one_lead(team: CareTeam, lead: CareTeamMember | None) -> None:
 
 def _changed(session: AsyncSession, principal: Principal, team: CareTeam, action: str, detail: dict[str, str]) -> None:
     team.updated_at = utcnow()
-    audit.record(
-        session,
-        principal.actor,
-        action=action,
-        resource_type=RESOURCE,
-        resource_id=team.id,
-        patient_id=team.patient_id,
-        detail=detail,
-    )
+    CARE_TEAMS.audit(session, principal, team, action, **detail)
     outbox.emit(
         session,
         "care_team.updated",
@@ -116,36 +111,15 @@ async def create(
     for index, member in enumerate(data.members):
         team.members.append(await _member(session, team, member, f"members[{index}]"))
     session.add(team)
-    audit.record(
-        session,
-        principal.actor,
-        action="care_team.create",
-        resource_type=RESOURCE,
-        resource_id=team.id,
-        patient_id=patient.id,
-    )
+    CARE_TEAMS.audit(session, principal, team, "care_team.create")
     outbox.emit(session, "care_team.created", {"care_team_id": str(team.id), "patient_id": str(patient.id)}, patient.id)
     await session.flush()
     return await to_out(session, team)
 
 
-async def _load(session: AsyncSession, principal: Principal, team_id: uuid.UUID, action: str) -> CareTeam:
-    return await get_or_404(
-        session, principal, CareTeam, team_id, action=action, resource_type=RESOURCE, detail="care team not found"
-    )
-
-
 async def read(session: AsyncSession, principal: Principal, team_id: uuid.UUID) -> CareTeamOut:
-    principal.require("careteams", "read")
-    team = await _load(session, principal, team_id, "care_team.read")
-    audit.record(
-        session,
-        principal.actor,
-        action="care_team.read",
-        resource_type=RESOURCE,
-        resource_id=team.id,
-        patient_id=team.patient_id,
-    )
+    team = await CARE_TEAMS.get(session, principal, team_id, "care_team.read", need="read")
+    CARE_TEAMS.audit(session, principal, team, "care_team.read")
     return await to_out(session, team)
 
 
@@ -155,20 +129,12 @@ async def for_patient(session: AsyncSession, principal: Principal, patient_id: u
     team = await session.scalar(select(CareTeam).where(CareTeam.patient_id == patient.id))
     if team is None:
         raise NotFound("this patient has no care team yet")
-    audit.record(
-        session,
-        principal.actor,
-        action="care_team.read",
-        resource_type=RESOURCE,
-        resource_id=team.id,
-        patient_id=team.patient_id,
-    )
+    CARE_TEAMS.audit(session, principal, team, "care_team.read")
     return await to_out(session, team)
 
 
 async def add_member(session: AsyncSession, principal: Principal, team_id: uuid.UUID, data: MemberIn) -> CareTeamOut:
-    principal.require("careteams", "write")
-    team = await _load(session, principal, team_id, "care_team.add_member")
+    team = await CARE_TEAMS.get(session, principal, team_id, "care_team.add_member", need="write")
     member = await _member(session, team, data, "")
     team.members.append(member)
     _one_lead(team, member)
@@ -187,8 +153,7 @@ def _find(team: CareTeam, member_id: uuid.UUID) -> CareTeamMember:
 async def update_member(
     session: AsyncSession, principal: Principal, team_id: uuid.UUID, member_id: uuid.UUID, data: MemberUpdate
 ) -> CareTeamOut:
-    principal.require("careteams", "write")
-    team = await _load(session, principal, team_id, "care_team.update_member")
+    team = await CARE_TEAMS.get(session, principal, team_id, "care_team.update_member", need="write")
     member = _find(team, member_id)
     given = inputs.given(data)
     if member.user_id is not None and any(f in given for f in ("organisation", "phone", "email")):
@@ -205,8 +170,7 @@ async def update_member(
 async def remove_member(
     session: AsyncSession, principal: Principal, team_id: uuid.UUID, member_id: uuid.UUID
 ) -> CareTeamOut:
-    principal.require("careteams", "write")
-    team = await _load(session, principal, team_id, "care_team.remove_member")
+    team = await CARE_TEAMS.get(session, principal, team_id, "care_team.remove_member", need="write")
     member = _find(team, member_id)
     team.members.remove(member)
     _changed(session, principal, team, "care_team.remove_member", {"member_id": str(member.id)})

@@ -25,8 +25,9 @@ from core.appointments.models import Appointment
 from core.careplans.models import CarePlan, CarePlanGoal
 from core.consent import access, decision
 from core.consent.categories import CATEGORIES
+from core.consent.linking import link_for
 from core.consent.models import PatientLink
-from core.consent.service import link_for, network_of
+from core.consent.network import network_of
 from core.db import utcnow
 from core.messaging.models import Message, Thread
 from core.patients.models import Patient

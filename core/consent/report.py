@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -25,20 +25,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
 from core.audit import AuditEvent
-from core.consent import decision, linking
+from core.consent import decision
 from core.consent.access import ACCESS_ACTIONS, BREAK_GLASS_OPEN
 from core.consent.categories import BREAK_GLASS_PURPOSE, CATEGORIES
-from core.consent.models import PatientLink
-from core.consent.service import tenant_names
+from core.consent.network import tenant_names
 from core.db import utcnow
 from core.errors import InvalidInput
 from core.inputs import to_utc
-from core.portal.service import own_patient
 from core.principal import Principal
-from tenants.context import tenant_context
 from tenants.models import Tenant, User
-
-Sessions = Callable[[], AsyncSession]
 
 DIRECTIONS = ("inbound", "outbound")
 REPORT_OUTCOMES = ("success", "denied")
@@ -50,6 +45,8 @@ BASES = (
     decision.NO_CONSENT,
     decision.ROLE,
 )
+
+
 # The CSV export is built in memory: at most this many rows (newest first); the response says when it was cut.
 CSV_ROW_CAP = 50_000
 CSV_COLUMNS = (
@@ -74,26 +71,10 @@ CSV_COLUMNS = (
     "reason",
     "items",
 )
+
+
 # A spreadsheet runs a cell that starts with one of these as a formula: such cells are exported behind a quote.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-# What the patient reads: categories and purposes in plain words.
-CATEGORY_LABELS = {
-    "demographics": "personal details (name, birth date, contact details)",
-    "care_plan": "care plan",
-    "tasks_appointments": "tasks and appointments",
-    "messages": "messages",
-    "clinical_results": "lab results",
-    "behavioral_health": "mental health records",
-    "substance_use_disorder": "substance use treatment records",
-    "social_needs": "social needs (housing, food, transport)",
-}
-PURPOSE_LABELS = {
-    "treatment": "to treat you",
-    "care_coordination": "to coordinate your care",
-    "payment": "for payment",
-    "research": "for research",
-}
 
 
 @dataclass(frozen=True)
@@ -202,13 +183,13 @@ class AccessRow(msgspec.Struct):
     flagged: bool
 
 
-def _text(detail: dict[str, Any], key: str) -> str | None:
+def detail_text(detail: dict[str, Any], key: str) -> str | None:
     value = detail.get(key)
     return str(value) if value not in (None, "") else None
 
 
-def _id(detail: dict[str, Any], key: str) -> uuid.UUID | None:
-    value = _text(detail, key)
+def detail_id(detail: dict[str, Any], key: str) -> uuid.UUID | None:
+    value = detail_text(detail, key)
     if value is None:
         return None
     try:
@@ -221,7 +202,7 @@ def _basis(event: AuditEvent) -> str | None:
     detail = event.detail or {}
     if event.action == BREAK_GLASS_OPEN:
         return decision.BREAK_THE_GLASS
-    return _text(detail, "basis")
+    return detail_text(detail, "basis")
 
 
 def _query(report: ReportFilters) -> Select[AuditEvent]:
@@ -267,27 +248,29 @@ async def _rows(session: AsyncSession, tenant_id: uuid.UUID, events: list[AuditE
     users = await user_names(session, (e.actor_user_id for e in events))
     tenants = await tenant_names(
         session,
-        [tenant_id] + [_id(d, "requesting_tenant_id") for d in details] + [_id(d, "source_tenant_id") for d in details],
+        [tenant_id]
+        + [detail_id(d, "requesting_tenant_id") for d in details]
+        + [detail_id(d, "source_tenant_id") for d in details],
     )
     rows = []
     for event, detail in zip(events, details, strict=True):
-        direction = _text(detail, "direction")
+        direction = detail_text(detail, "direction")
         basis = _basis(event)
         own = Party(tenant_id, tenants.get(tenant_id))
         if direction == "inbound":
-            requester_id = _id(detail, "requesting_tenant_id")
-            recorded_name = _text(detail, "requesting_tenant_name")
+            requester_id = detail_id(detail, "requesting_tenant_id")
+            recorded_name = detail_text(detail, "requesting_tenant_name")
             requesting: Party | None = Party(
                 requester_id, recorded_name or (tenants.get(requester_id) if requester_id else None)
             )
             source: Party | None = own
         else:
             requesting = own
-            source_id = _id(detail, "source_tenant_id")
+            source_id = detail_id(detail, "source_tenant_id")
             source = Party(source_id, tenants.get(source_id)) if source_id is not None else None
         user_name = users.get(event.actor_user_id) if event.actor_user_id else None
         if event.action == BREAK_GLASS_OPEN:
-            user_name = user_name or _text(detail, "requesting_user")
+            user_name = user_name or detail_text(detail, "requesting_user")
         rows.append(
             AccessRow(
                 id=event.id,
@@ -296,14 +279,15 @@ async def _rows(session: AsyncSession, tenant_id: uuid.UUID, events: list[AuditE
                 direction=direction,
                 outcome=event.outcome,
                 basis=basis,
-                category=_text(detail, "category"),
-                purpose=_text(detail, "purpose") or (BREAK_GLASS_PURPOSE if event.action == BREAK_GLASS_OPEN else None),
+                category=detail_text(detail, "category"),
+                purpose=detail_text(detail, "purpose")
+                or (BREAK_GLASS_PURPOSE if event.action == BREAK_GLASS_OPEN else None),
                 patient_id=event.patient_id,
                 user=Party(event.actor_user_id, user_name),
                 requesting_tenant=requesting,
                 source_tenant=source,
-                consent_id=_id(detail, "consent_id"),
-                break_glass_id=_id(detail, "break_glass_id"),
+                consent_id=detail_id(detail, "consent_id"),
+                break_glass_id=detail_id(detail, "break_glass_id"),
                 reason=event.reason,
                 items=detail.get("items") if isinstance(detail.get("items"), int) else None,
                 flagged=basis == decision.BREAK_THE_GLASS,
@@ -403,151 +387,3 @@ async def access_report_csv(session: AsyncSession, principal: Principal, report:
         truncated=truncated,
         filename=f"access-report-{slug or 'tenant'}-{since}-{until}.csv",
     )
-
-
-class PortalAccessOut(msgspec.Struct):
-    """One access to one of the patient's records by another organisation of the network, in plain words."""
-
-    at: datetime
-    # The organisation whose staff asked, and who.
-    organisation: str | None
-    user_name: str | None
-    # The organisation whose record of the patient was looked at.
-    record_organisation: str | None
-    category: str | None
-    category_label: str
-    purpose: str | None
-    purpose_label: str | None
-    allowed: bool
-    # "allowed", "refused" or "emergency access opened"
-    status: str
-    emergency: bool
-    summary: str
-
-
-@dataclass(frozen=True)
-class _Inbound:
-    id: uuid.UUID
-    at: datetime
-    action: str
-    outcome: str
-    user_id: uuid.UUID | None
-    reason: str | None
-    detail: dict[str, Any]
-    record_tenant: uuid.UUID
-
-
-async def _inbound_events(
-    sessions: Sessions, tenant_id: uuid.UUID, patient_id: uuid.UUID, fetch: int
-) -> list[_Inbound]:
-    """The newest ``fetch`` inbound access events on one record, read in its own tenant's context."""
-    with tenant_context(tenant_id):
-        async with sessions() as other, other.begin():
-            events = await other.scalars(
-                select(AuditEvent)
-                .where(
-                    AuditEvent.patient_id == patient_id,
-                    AuditEvent.action.in_(ACCESS_ACTIONS),
-                    AuditEvent.detail["direction"].as_string() == "inbound",
-                )
-                .order_by(AuditEvent.at.desc(), AuditEvent.id)
-                .limit(fetch)
-            )
-            return [
-                _Inbound(e.id, e.at, e.action, e.outcome, e.actor_user_id, e.reason, dict(e.detail or {}), tenant_id)
-                for e in events
-            ]
-
-
-def _portal_row(event: _Inbound, users: dict[uuid.UUID, str], tenants: dict[uuid.UUID, str]) -> PortalAccessOut:
-    detail = event.detail
-    requester_id = _id(detail, "requesting_tenant_id")
-    organisation = _text(detail, "requesting_tenant_name") or (tenants.get(requester_id) if requester_id else None)
-    user_name = (users.get(event.user_id) if event.user_id else None) or _text(detail, "requesting_user")
-    record_organisation = tenants.get(event.record_tenant)
-    who = f"{user_name or 'A staff member'} ({organisation or 'another organisation'})"
-    where = f"your record at {record_organisation}" if record_organisation else "your record"
-    if event.action == BREAK_GLASS_OPEN:
-        categories = [CATEGORY_LABELS.get(str(c), str(c)) for c in detail.get("categories") or []]
-        label = "emergency access to " + (", ".join(categories) if categories else "your records")
-        return PortalAccessOut(
-            at=event.at,
-            organisation=organisation,
-            user_name=user_name,
-            record_organisation=record_organisation,
-            category=None,
-            category_label=label,
-            purpose=BREAK_GLASS_PURPOSE,
-            purpose_label=PURPOSE_LABELS[BREAK_GLASS_PURPOSE],
-            allowed=True,
-            status="emergency access opened",
-            emergency=True,
-            summary=f"{who} opened emergency access to {where} without your consent, giving the reason: "
-            f"{event.reason or 'none given'}. The organisation's privacy officer reviews it.",
-        )
-    category = _text(detail, "category")
-    purpose = _text(detail, "purpose")
-    label = CATEGORY_LABELS.get(category or "", category or "your record")
-    purpose_label = PURPOSE_LABELS.get(purpose or "", purpose) if purpose else None
-    allowed = event.outcome == "success"
-    emergency = detail.get("basis") == decision.BREAK_THE_GLASS
-    if allowed:
-        summary = f"{who} looked at the {label} in {where}" + (f" {purpose_label}" if purpose_label else "")
-        summary += " (emergency access)." if emergency else "."
-    else:
-        summary = f"{who} asked to see the {label} in {where}; it was refused (no consent of yours allows it)."
-    return PortalAccessOut(
-        at=event.at,
-        organisation=organisation,
-        user_name=user_name,
-        record_organisation=record_organisation,
-        category=category,
-        category_label=label,
-        purpose=purpose,
-        purpose_label=purpose_label,
-        allowed=allowed,
-        status="allowed" if allowed else "refused",
-        emergency=emergency,
-        summary=summary,
-    )
-
-
-async def portal_access_log(
-    session: AsyncSession, sessions: Sessions, principal: Principal, *, limit: int, offset: int
-) -> list[PortalAccessOut]:
-    """Who in the network accessed (or asked to access) any of the signed-in patient's records, newest first.
-
-    Covers every record linked to the patient's person, in every tenant; allowed and refused requests and
-    emergency (break-the-glass) openings. Each tenant's events are read in that tenant's context.
-    """
-    patient_id = own_patient(principal, "read")
-    assert principal.tenant_id is not None
-    link = await linking.link_of(session, principal.tenant_id, patient_id)
-    records: list[tuple[uuid.UUID, uuid.UUID]] = [(principal.tenant_id, patient_id)]
-    if link is not None:
-        records = [
-            (row[0], row[1])
-            for row in await session.execute(
-                select(PatientLink.tenant_id, PatientLink.patient_id).where(PatientLink.person_id == link.person_id)
-            )
-        ]
-    # Each record's newest offset + limit events suffice to page through their merge.
-    fetch = offset + limit
-    events: list[_Inbound] = []
-    for tenant_id, their_patient in records:
-        events.extend(await _inbound_events(sessions, tenant_id, their_patient, fetch))
-    events.sort(key=lambda e: (e.at, e.id.hex), reverse=True)
-    page = events[offset : offset + limit]
-    users = await user_names(session, (e.user_id for e in page))
-    tenants = await tenant_names(
-        session, [e.record_tenant for e in page] + [_id(e.detail, "requesting_tenant_id") for e in page]
-    )
-    audit.record(
-        session,
-        principal.actor,
-        action="portal.access_log.read",
-        resource_type="AuditEvent",
-        patient_id=patient_id,
-        detail={"rows": len(page)},
-    )
-    return [_portal_row(e, users, tenants) for e in page]

@@ -25,7 +25,7 @@ from core.audit import SYSTEM
 from core.careteams.members import lead_of
 from core.consent import access, decision
 from core.consent.models import PatientLink
-from core.consent.service import network_of, tenant_names
+from core.consent.network import network_of, tenant_names
 from core.db import utcnow
 from core.encounters.models import Encounter
 from core.notify import messages, rules_config

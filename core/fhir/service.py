@@ -23,7 +23,7 @@ from core.appointments.models import Appointment
 from core.careplans.models import CarePlan, CarePlanGoal
 from core.careteams.models import CareTeam
 from core.consent.models import Consent, PatientLink
-from core.consent.service import tenant_names
+from core.consent.network import tenant_names
 from core.db import utcnow
 from core.errors import Forbidden, NotFound
 from core.fhir import consent as fhir_consent

@@ -13,10 +13,9 @@ from core.errors import Forbidden, NotFound
 from core.notify.models import Notification, NotificationPreference
 from core.notify.rules_config import check_timezone
 from core.notify.schemas import NotificationOut, PreferencesBody, PreferencesOut, QuietHours
-from core.patients.models import Patient
+from core.patients.service import PATIENTS
 from core.portal.service import own_patient
 from core.principal import Principal
-from core.records import get_or_404
 
 
 def _out(pref: NotificationPreference | None) -> PreferencesOut:
@@ -108,15 +107,8 @@ async def set_my_preferences(session: AsyncSession, principal: Principal, body: 
     return await _save(session, principal, body, user_id=user_id)
 
 
-async def _patient(session: AsyncSession, principal: Principal, patient_id: uuid.UUID, action: str) -> Patient:
-    return await get_or_404(
-        session, principal, Patient, patient_id, action=action, resource_type="Patient", detail="patient not found"
-    )
-
-
 async def patient_preferences(session: AsyncSession, principal: Principal, patient_id: uuid.UUID) -> PreferencesOut:
-    principal.require("patients", "read")
-    await _patient(session, principal, patient_id, "notification_preferences.read")
+    await PATIENTS.get(session, principal, patient_id, "notification_preferences.read", need="read")
     pref = await session.scalar(select(NotificationPreference).where(NotificationPreference.patient_id == patient_id))
     return _out(pref)
 
@@ -125,8 +117,7 @@ async def set_patient_preferences(
     session: AsyncSession, principal: Principal, patient_id: uuid.UUID, body: PreferencesBody
 ) -> PreferencesOut:
     """Staff record the patient's choice (e.g. told on the phone)."""
-    principal.require("patients", "write")
-    await _patient(session, principal, patient_id, "notification_preferences.update")
+    await PATIENTS.get(session, principal, patient_id, "notification_preferences.update", need="write")
     return await _save(session, principal, body, patient_id=patient_id)
 
 
@@ -134,8 +125,7 @@ async def patient_notifications(
     session: AsyncSession, principal: Principal, patient_id: uuid.UUID, *, limit: int, offset: int
 ) -> list[NotificationOut]:
     """What carehub sent (or tried to send) the patient, newest first: did the reminder go out?"""
-    principal.require("patients", "read")
-    await _patient(session, principal, patient_id, "notifications.read")
+    await PATIENTS.get(session, principal, patient_id, "notifications.read", need="read")
     rows = await session.scalars(
         select(Notification)
         .where(Notification.patient_id == patient_id)

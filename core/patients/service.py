@@ -9,14 +9,14 @@ import msgspec
 from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import audit, inputs, outbox
+from core import inputs, outbox
 from core.consent import linking
 from core.db import utcnow
 from core.errors import Conflict, InvalidInput
 from core.patients.models import Patient, PatientIdentifier
 from core.patients.schemas import Address, Identifier, PatientCreate, PatientOut, PatientUpdate
 from core.principal import Principal
-from core.records import get_or_404
+from core.records import Records
 
 RESOURCE = "Patient"
 
@@ -38,6 +38,16 @@ def to_out(patient: Patient) -> PatientOut:
         created_at=patient.created_at,
         updated_at=patient.updated_at,
     )
+
+
+PATIENTS = Records(
+    model=Patient,
+    resource_type=RESOURCE,
+    permission="patients",
+    not_found="patient not found",
+    shape=to_out,
+    patient_of=lambda patient: patient.id,
+)
 
 
 def _check_birth_date(birth_date: date) -> None:
@@ -106,58 +116,43 @@ async def create(session: AsyncSession, principal: Principal, data: PatientCreat
         identifiers=[PatientIdentifier(system=i.system, value=i.value) for i in data.identifiers],
     )
     session.add(patient)
-    audit.record(
-        session,
-        principal.actor,
-        action="patient.create",
-        resource_type=RESOURCE,
-        resource_id=patient.id,
-        patient_id=patient.id,
-    )
+    PATIENTS.audit(session, principal, patient, "patient.create")
     outbox.emit(session, "patient.created", {"patient_id": str(patient.id)}, aggregate_id=patient.id)
     await session.flush()
     await linking.sync_patient(session, patient, principal.actor)
-    return to_out(patient)
-
-
-async def _load(session: AsyncSession, principal: Principal, patient_id: uuid.UUID, action: str) -> Patient:
-    return await get_or_404(
-        session, principal, Patient, patient_id, action=action, resource_type=RESOURCE, detail="patient not found"
-    )
+    return PATIENTS.to_out(patient)
 
 
 async def require_patient(
-    session: AsyncSession, principal: Principal, patient_id: uuid.UUID, action: str, *, active: bool = False
+    session: AsyncSession,
+    principal: Principal,
+    patient_id: uuid.UUID,
+    action: str,
+    *,
+    active: bool = False,
+    need: str | None = None,
 ) -> Patient:
     """The caller's tenant's patient, for a record about them; 404 (audited as ``action``) otherwise.
 
-    With ``active``, a deactivated patient is refused (409): no new care is planned for a closed record.
+    With ``active``, a deactivated patient is refused (409): no new care is planned for a closed record. With
+    ``need``, the caller must first be allowed that act on patient records (403).
     """
-    patient = await _load(session, principal, patient_id, action)
+    patient = await PATIENTS.get(session, principal, patient_id, action, need=need)
     if active and not patient.active:
         raise Conflict("the patient's record is deactivated", field="patient_id")
     return patient
 
 
 async def read(session: AsyncSession, principal: Principal, patient_id: uuid.UUID) -> PatientOut:
-    principal.require("patients", "read")
-    patient = await _load(session, principal, patient_id, "patient.read")
-    audit.record(
-        session,
-        principal.actor,
-        action="patient.read",
-        resource_type=RESOURCE,
-        resource_id=patient.id,
-        patient_id=patient.id,
-    )
-    return to_out(patient)
+    patient = await PATIENTS.get(session, principal, patient_id, "patient.read", need="read")
+    PATIENTS.audit(session, principal, patient, "patient.read")
+    return PATIENTS.to_out(patient)
 
 
 async def update(
     session: AsyncSession, principal: Principal, patient_id: uuid.UUID, changes: PatientUpdate
 ) -> PatientOut:
-    principal.require("patients", "write")
-    patient = await _load(session, principal, patient_id, "patient.update")
+    patient = await PATIENTS.get(session, principal, patient_id, "patient.update", need="write")
     given = inputs.given(changes)
     for field in ("given_name", "family_name", "birth_date", "sex"):
         if field in given and given[field] is None:
@@ -185,15 +180,7 @@ async def update(
         changed.append(field)
     if changed:
         patient.updated_at = utcnow()
-    audit.record(
-        session,
-        principal.actor,
-        action="patient.update",
-        resource_type=RESOURCE,
-        resource_id=patient.id,
-        patient_id=patient.id,
-        detail={"fields": changed},
-    )
+    PATIENTS.audit(session, principal, patient, "patient.update", fields=changed)
     if changed:
         outbox.emit(
             session, "patient.updated", {"patient_id": str(patient.id), "fields": changed}, aggregate_id=patient.id
@@ -201,26 +188,18 @@ async def update(
     await session.flush()
     if changed:
         await linking.sync_patient(session, patient, principal.actor)
-    return to_out(patient)
+    return PATIENTS.to_out(patient)
 
 
 async def deactivate(session: AsyncSession, principal: Principal, patient_id: uuid.UUID) -> PatientOut:
-    principal.require("patients", "deactivate")
-    patient = await _load(session, principal, patient_id, "patient.deactivate")
+    patient = await PATIENTS.get(session, principal, patient_id, "patient.deactivate", need="deactivate")
     if patient.active:
         patient.active = False
         patient.deactivated_at = utcnow()
         outbox.emit(session, "patient.deactivated", {"patient_id": str(patient.id)}, aggregate_id=patient.id)
-    audit.record(
-        session,
-        principal.actor,
-        action="patient.deactivate",
-        resource_type=RESOURCE,
-        resource_id=patient.id,
-        patient_id=patient.id,
-    )
+    PATIENTS.audit(session, principal, patient, "patient.deactivate")
     await session.flush()
-    return to_out(patient)
+    return PATIENTS.to_out(patient)
 
 
 async def search(
@@ -263,12 +242,5 @@ async def search(
     query = query.order_by(Patient.family_name, Patient.given_name, Patient.id).limit(limit).offset(offset)
     patients = list((await session.scalars(query)).all())
     for patient in patients:
-        audit.record(
-            session,
-            principal.actor,
-            action="patient.search",
-            resource_type=RESOURCE,
-            resource_id=patient.id,
-            patient_id=patient.id,
-        )
-    return [to_out(p) for p in patients]
+        PATIENTS.audit(session, principal, patient, "patient.search")
+    return [PATIENTS.to_out(p) for p in patients]

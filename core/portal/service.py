@@ -19,7 +19,7 @@ from core.appointments.models import Appointment
 from core.careplans.models import CarePlan
 from core.careteams.models import CareTeam
 from core.db import utcnow
-from core.errors import Forbidden, NotFound
+from core.errors import Forbidden
 from core.messaging import service as messaging
 from core.messaging.blobs import BlobStore
 from core.messaging.schemas import AttachmentOut, MessageCreate, MessageOut, ThreadOut
@@ -28,6 +28,7 @@ from core.patients.models import Patient
 from core.patients.schemas import Address
 from core.portal import schemas
 from core.principal import Principal
+from core.records import not_found
 from core.results.models import EducationItem, LabResult
 from core.tasks.models import OPEN_STATUSES, Task
 
@@ -64,25 +65,13 @@ def _read(
     )
 
 
-def _missing(
-    session: AsyncSession, principal: Principal, action: str, resource_type: str, resource_id: uuid.UUID
-) -> None:
-    audit.record_failure(
-        session,
-        principal.actor,
-        action=action,
-        resource_type=resource_type,
-        resource_id=resource_id,
-        outcome="not_found",
-    )
-
-
 async def me(session: AsyncSession, principal: Principal) -> schemas.Me:
     patient_id = own_patient(principal, "read")
     patient = await session.get(Patient, patient_id)
     if patient is None:
-        _missing(session, principal, "portal.me.read", "Patient", patient_id)
-        raise NotFound("patient not found")
+        raise not_found(
+            session, principal, patient_id, action="portal.me.read", resource_type="Patient", detail="patient not found"
+        )
     team = await session.scalar(select(CareTeam).where(CareTeam.patient_id == patient_id, CareTeam.status == "active"))
     members = list(team.members) if team is not None else []
     names = await staff.names(session, (m.user_id for m in members), active_staff_only=True)
@@ -153,8 +142,14 @@ async def care_plan(session: AsyncSession, principal: Principal, plan_id: uuid.U
     patient_id = own_patient(principal, "read")
     plan = await session.get(CarePlan, plan_id)
     if plan is None or plan.patient_id != patient_id or plan.status not in VISIBLE_PLAN_STATUSES:
-        _missing(session, principal, "portal.care_plan.read", "CarePlan", plan_id)
-        raise NotFound("care plan not found")
+        raise not_found(
+            session,
+            principal,
+            plan_id,
+            action="portal.care_plan.read",
+            resource_type="CarePlan",
+            detail="care plan not found",
+        )
     _read(session, principal, patient_id, "care_plan", "CarePlan", resource_id=plan.id)
     return _plan(plan)
 
@@ -300,8 +295,14 @@ async def mark_education_read(session: AsyncSession, principal: Principal, item_
     patient_id = own_patient(principal, "write")
     item = await session.get(EducationItem, item_id, with_for_update=True, populate_existing=True)
     if item is None or item.patient_id != patient_id:
-        _missing(session, principal, "portal.education.mark_read", "EducationItem", item_id)
-        raise NotFound("education item not found")
+        raise not_found(
+            session,
+            principal,
+            item_id,
+            action="portal.education.mark_read",
+            resource_type="EducationItem",
+            detail="education item not found",
+        )
     if item.read_at is None:
         item.read_at = utcnow()
         outbox.emit(

@@ -13,7 +13,7 @@ from core.db import utcnow
 from core.errors import Conflict, InvalidInput
 from core.patients.service import require_patient
 from core.principal import Principal
-from core.records import get_or_404
+from core.records import Records
 from core.results.models import EducationItem, LabResult
 from core.results.schemas import EducationCreate, EducationOut, ResultCreate, ResultOut
 from core.staff import require_staff
@@ -49,6 +49,11 @@ def result_out(result: LabResult) -> ResultOut:
     )
 
 
+RESULTS = Records(
+    model=LabResult, resource_type=RESULT, permission="results", not_found="lab result not found", shape=result_out
+)
+
+
 def education_out(item: EducationItem) -> EducationOut:
     return EducationOut(
         id=item.id,
@@ -59,21 +64,6 @@ def education_out(item: EducationItem) -> EducationOut:
         assigned_by=item.assigned_by,
         read_at=item.read_at,
         created_at=item.created_at,
-    )
-
-
-async def _result(
-    session: AsyncSession, principal: Principal, result_id: uuid.UUID, action: str, *, for_update: bool = False
-) -> LabResult:
-    return await get_or_404(
-        session,
-        principal,
-        LabResult,
-        result_id,
-        action=action,
-        resource_type=RESULT,
-        detail="lab result not found",
-        for_update=for_update,
     )
 
 
@@ -116,14 +106,7 @@ async def create_result(
         data_category=data.data_category,
     )
     session.add(result)
-    audit.record(
-        session,
-        principal.actor,
-        action="result.create",
-        resource_type=RESULT,
-        resource_id=result.id,
-        patient_id=patient.id,
-    )
+    RESULTS.audit(session, principal, result, "result.create")
     outbox.emit(session, "result.created", _event_payload(result), aggregate_id=patient.id)
     if data.interpretation == "critical" and data.status != "cancelled":
         # Picked up by critical-value alerting.
@@ -163,45 +146,28 @@ async def list_results(
 
 
 async def read_result(session: AsyncSession, principal: Principal, result_id: uuid.UUID) -> ResultOut:
-    principal.require("results", "read")
-    result = await _result(session, principal, result_id, "result.read")
-    audit.record(
-        session,
-        principal.actor,
-        action="result.read",
-        resource_type=RESULT,
-        resource_id=result.id,
-        patient_id=result.patient_id,
-    )
+    result = await RESULTS.get(session, principal, result_id, "result.read", need="read")
+    RESULTS.audit(session, principal, result, "result.read")
     return result_out(result)
 
 
 async def release_result(session: AsyncSession, principal: Principal, result_id: uuid.UUID) -> ResultOut:
     """Show the result in the patient portal (releasing twice changes nothing)."""
-    principal.require("results", "write")
-    result = await _result(session, principal, result_id, "result.release", for_update=True)
+    result = await RESULTS.get(session, principal, result_id, "result.release", need="write", for_update=True)
     if result.status == "cancelled":
         raise Conflict("a cancelled result cannot be released to the patient")
     if not result.released_to_patient:
         result.released_to_patient = True
         result.updated_at = utcnow()
         outbox.emit(session, "result.released", _event_payload(result), aggregate_id=result.patient_id)
-    audit.record(
-        session,
-        principal.actor,
-        action="result.release",
-        resource_type=RESULT,
-        resource_id=result.id,
-        patient_id=result.patient_id,
-    )
+    RESULTS.audit(session, principal, result, "result.release")
     await session.flush()
     return result_out(result)
 
 
 async def acknowledge_result(session: AsyncSession, principal: Principal, result_id: uuid.UUID) -> ResultOut:
     """Record that a clinician has seen the result; the first acknowledgement stands."""
-    principal.require("results", "write")
-    result = await _result(session, principal, result_id, "result.acknowledge", for_update=True)
+    result = await RESULTS.get(session, principal, result_id, "result.acknowledge", need="write", for_update=True)
     if result.acknowledged_at is None:
         now = utcnow()
         result.acknowledged_at = now
@@ -213,14 +179,7 @@ async def acknowledge_result(session: AsyncSession, principal: Principal, result
             "seconds_to_acknowledge": int((now - result.created_at).total_seconds()),
         }
         outbox.emit(session, "result.acknowledged", payload, aggregate_id=result.patient_id)
-    audit.record(
-        session,
-        principal.actor,
-        action="result.acknowledge",
-        resource_type=RESULT,
-        resource_id=result.id,
-        patient_id=result.patient_id,
-    )
+    RESULTS.audit(session, principal, result, "result.acknowledge")
     await session.flush()
     return result_out(result)
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import audit, inputs, outbox, staff
+from core import inputs, outbox, staff
 from core.careplans.models import CarePlan
 from core.careteams.models import CareTeam, CareTeamMember
 from core.db import utcnow
@@ -18,7 +18,7 @@ from core.inputs import to_utc
 from core.patients.models import Patient
 from core.patients.service import require_patient
 from core.principal import Principal
-from core.records import get_or_404
+from core.records import Records
 from core.tasks import templates
 from core.tasks.models import OPEN_STATUSES, TASK_TRANSITIONS, Task, TaskComment, TaskStatusChange
 from core.tasks.schemas import (
@@ -69,6 +69,9 @@ def to_out(task: Task, now: datetime | None = None, patient_name: str | None = N
     )
 
 
+TASKS = Records(model=Task, resource_type=RESOURCE, permission="tasks", not_found="task not found", shape=to_out)
+
+
 def list_templates(principal: Principal) -> list[TaskTemplate]:
     principal.require("tasks", "read")
     return list(templates.STANDARD)
@@ -77,18 +80,6 @@ def list_templates(principal: Principal) -> list[TaskTemplate]:
 def _event(session: AsyncSession, task: Task, topic: str, **extra: Any) -> None:
     payload = {"task_id": str(task.id), "patient_id": str(task.patient_id), **extra}
     outbox.emit(session, topic, payload, aggregate_id=task.patient_id)
-
-
-def _audit(session: AsyncSession, principal: Principal, task: Task, action: str, **detail: Any) -> None:
-    audit.record(
-        session,
-        principal.actor,
-        action=action,
-        resource_type=RESOURCE,
-        resource_id=task.id,
-        patient_id=task.patient_id,
-        detail=detail or None,
-    )
 
 
 async def create(session: AsyncSession, principal: Principal, data: TaskCreate) -> TaskOut:
@@ -136,16 +127,10 @@ async def create(session: AsyncSession, principal: Principal, data: TaskCreate) 
     session.add(
         TaskStatusChange(task_id=task.id, from_status=None, to_status="requested", changed_by=principal.user_id)
     )
-    _audit(session, principal, task, "task.create")
+    TASKS.audit(session, principal, task, "task.create")
     _event(session, task, "task.created", priority=task.priority)
     await session.flush()
     return await _out(session, task, now)
-
-
-async def _load(session: AsyncSession, principal: Principal, task_id: uuid.UUID, action: str) -> Task:
-    return await get_or_404(
-        session, principal, Task, task_id, action=action, resource_type=RESOURCE, detail="task not found"
-    )
 
 
 def _open(task: Task) -> None:
@@ -154,15 +139,13 @@ def _open(task: Task) -> None:
 
 
 async def read(session: AsyncSession, principal: Principal, task_id: uuid.UUID) -> TaskOut:
-    principal.require("tasks", "read")
-    task = await _load(session, principal, task_id, "task.read")
-    _audit(session, principal, task, "task.read")
+    task = await TASKS.get(session, principal, task_id, "task.read", need="read")
+    TASKS.audit(session, principal, task, "task.read")
     return await _out(session, task)
 
 
 async def update(session: AsyncSession, principal: Principal, task_id: uuid.UUID, data: TaskUpdate) -> TaskOut:
-    principal.require("tasks", "write")
-    task = await _load(session, principal, task_id, "task.update")
+    task = await TASKS.get(session, principal, task_id, "task.update", need="write")
     _open(task)
     given = inputs.given(data)
     if given.get("due_at") is not None:
@@ -181,15 +164,14 @@ async def update(session: AsyncSession, principal: Principal, task_id: uuid.UUID
         _event(session, task, "task.updated", fields=changed)
         if "assignee_id" in changed and task.assignee_id is not None:
             _event(session, task, "task.assigned", assignee_id=str(task.assignee_id))
-    _audit(session, principal, task, "task.update", fields=changed)
+    TASKS.audit(session, principal, task, "task.update", fields=changed)
     await session.flush()
     return await _out(session, task)
 
 
 async def transition(session: AsyncSession, principal: Principal, task_id: uuid.UUID, data: Transition) -> TaskOut:
     """Move the task along its workflow; a move the workflow does not allow is refused with 409."""
-    principal.require("tasks", "write")
-    task = await _load(session, principal, task_id, "task.transition")
+    task = await TASKS.get(session, principal, task_id, "task.transition", need="write")
     allowed = TASK_TRANSITIONS[task.status]
     if data.status not in allowed:
         options = ", ".join(sorted(allowed)) or "none: the task is closed"
@@ -208,31 +190,29 @@ async def transition(session: AsyncSession, principal: Principal, task_id: uuid.
             task_id=task.id, from_status=before, to_status=data.status, reason=data.reason, changed_by=principal.user_id
         )
     )
-    _audit(session, principal, task, "task.transition", **{"from": before, "to": data.status})
+    TASKS.audit(session, principal, task, "task.transition", **{"from": before, "to": data.status})
     _event(session, task, f"task.{data.status}", from_status=before)
     await session.flush()
     return await _out(session, task, now)
 
 
 async def escalate(session: AsyncSession, principal: Principal, task_id: uuid.UUID, data: Escalation) -> TaskOut:
-    principal.require("tasks", "write")
-    task = await _load(session, principal, task_id, "task.escalate")
+    task = await TASKS.get(session, principal, task_id, "task.escalate", need="write")
     _open(task)
     task.escalation_level += 1
     task.updated_at = utcnow()
     session.add(TaskComment(task_id=task.id, author_id=principal.user_id, body=f"Escalated: {data.reason}"))
-    _audit(session, principal, task, "task.escalate", level=task.escalation_level)
+    TASKS.audit(session, principal, task, "task.escalate", level=task.escalation_level)
     _event(session, task, "task.escalated", level=task.escalation_level, reason=data.reason)
     await session.flush()
     return await _out(session, task)
 
 
 async def add_comment(session: AsyncSession, principal: Principal, task_id: uuid.UUID, data: CommentIn) -> CommentOut:
-    principal.require("tasks", "write")
-    task = await _load(session, principal, task_id, "task.comment")
+    task = await TASKS.get(session, principal, task_id, "task.comment", need="write")
     comment = TaskComment(id=uuid.uuid4(), task_id=task.id, author_id=principal.user_id, body=data.body)
     session.add(comment)
-    _audit(session, principal, task, "task.comment")
+    TASKS.audit(session, principal, task, "task.comment")
     await session.flush()
     return CommentOut(
         id=comment.id,
@@ -245,8 +225,7 @@ async def add_comment(session: AsyncSession, principal: Principal, task_id: uuid
 
 
 async def comments(session: AsyncSession, principal: Principal, task_id: uuid.UUID) -> list[CommentOut]:
-    principal.require("tasks", "read")
-    task = await _load(session, principal, task_id, "task.comments")
+    task = await TASKS.get(session, principal, task_id, "task.comments", need="read")
     rows = list(
         (
             await session.scalars(
@@ -255,7 +234,7 @@ async def comments(session: AsyncSession, principal: Principal, task_id: uuid.UU
         ).all()
     )
     users = await staff.names(session, (c.author_id for c in rows))
-    _audit(session, principal, task, "task.comments")
+    TASKS.audit(session, principal, task, "task.comments")
     return [
         CommentOut(
             id=c.id,
@@ -270,12 +249,11 @@ async def comments(session: AsyncSession, principal: Principal, task_id: uuid.UU
 
 
 async def history(session: AsyncSession, principal: Principal, task_id: uuid.UUID) -> list[StatusChangeOut]:
-    principal.require("tasks", "read")
-    task = await _load(session, principal, task_id, "task.history")
+    task = await TASKS.get(session, principal, task_id, "task.history", need="read")
     rows = await session.scalars(
         select(TaskStatusChange).where(TaskStatusChange.task_id == task.id).order_by(TaskStatusChange.changed_at)
     )
-    _audit(session, principal, task, "task.history")
+    TASKS.audit(session, principal, task, "task.history")
     return [
         StatusChangeOut(
             from_status=r.from_status,
@@ -337,5 +315,5 @@ async def queue(
     )
     rows = (await session.execute(query)).all()
     for task, _given, _family in rows:
-        _audit(session, principal, task, "task.search")
+        TASKS.audit(session, principal, task, "task.search")
     return [to_out(task, now, f"{given} {family}") for task, given, family in rows]

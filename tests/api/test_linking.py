@@ -14,7 +14,7 @@ from alembic import command
 from litestar.testing import AsyncTestClient
 
 from core import migrate
-from core.consent.linking import birth_date_variants, name_similarity
+from core.consent.matching import birth_date_variants, name_similarity
 from core.settings import Settings
 from tests.conftest import base_settings
 from tests.consent_world import Net, build_net, person_in
