@@ -17,6 +17,7 @@ from litestar.stores.redis import RedisStore
 from redis.exceptions import RedisError
 
 from api.auth import PUBLIC, AuthMiddleware
+from api.body_limits import check_request
 from api.controllers.access import AccessController
 from api.controllers.alerts import AlertController
 from api.controllers.appointments import AppointmentController
@@ -38,7 +39,7 @@ from api.controllers.results import ResultController
 from api.controllers.tasks import TaskController
 from api.controllers.users import UserController
 from api.deps import DEPENDENCIES
-from api.errors import EXCEPTION_HANDLERS, refuse_nul_characters
+from api.errors import EXCEPTION_HANDLERS
 from api.hub import Hub
 from api.request_id import RequestIdMiddleware
 from core.settings import Settings, get_settings
@@ -155,6 +156,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
         on_startup=[hub.start],
         on_shutdown=[hub.stop],
         request_max_body_size=settings.max_body_bytes,
-        before_request=refuse_nul_characters,
+        before_request=check_request,
         debug=False,
     )

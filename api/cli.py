@@ -160,7 +160,32 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def port_in_use(host: str, port: int) -> str | None:
+    """Why the API could not listen on ``host:port`` (e.g. another process holds it), or ``None``."""
+    import socket
+
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            # As uvicorn binds: SO_REUSEADDR, so a port left in TIME_WAIT by a stopped server counts as free.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
+
+
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    host, port = args.host or settings.host, args.port or settings.port
+    problem = port_in_use(host, port)
+    if problem:
+        print(
+            f"carehub: cannot serve the demo on {host}:{port}: {problem}.\n"
+            f"Another program (perhaps another carehub) is using port {port}. Stop it, or choose another port:\n"
+            f"  CAREHUB_PORT={port + 1} make run        (or: carehub demo --port {port + 1})",
+            file=sys.stderr,
+        )
+        return 2
     # The embedded default does its background work in the one process it has.
     settings = settings.model_copy(update={"jobs_in_process": True})
     cmd_db_upgrade(settings, args)

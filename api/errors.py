@@ -6,7 +6,6 @@ import logging
 import re
 from typing import Any
 
-import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_429_TOO_MANY_REQUESTS, HTTP_500_INTERNAL_SERVER_ERROR
@@ -140,39 +139,6 @@ def database_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Res
 def data_error(request: Request[Any, Any, Any], exc: DataError) -> Response[dict[str, Any]]:
     log.info("data error on %s: %s", request.url.path, exc.orig)
     return problem(400, "Invalid request", "a value was not accepted by the database", request=request)
-
-
-def _find_nul(value: Any, path: str) -> str | None:
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        items: Any = value.items()
-    elif isinstance(value, list):
-        items = ((f"[{i}]", v) for i, v in enumerate(value))
-    else:
-        return None
-    for key, item in items:
-        child = f"{path}{key}" if str(key).startswith("[") else (f"{path}.{key}" if path else str(key))
-        found = _find_nul(item, child)
-        if found:
-            return found
-    return None
-
-
-async def refuse_nul_characters(request: Request[Any, Any, Any]) -> None:
-    """NUL characters are refused everywhere (PostgreSQL cannot store them in text), naming the field."""
-    for name, value in request.query_params.multi_items():
-        if "\x00" in value or "\x00" in name:
-            raise InvalidInput(f"{name} contains a NUL character", field=name, source="query")
-    if request.method in ("POST", "PUT", "PATCH"):
-        body = await request.body()
-        if b"\x00" in body or b"\\u0000" in body.lower():
-            try:
-                parsed = msgspec.json.decode(body)
-            except msgspec.DecodeError:
-                return
-            field = _find_nul(parsed, "") or "body"
-            raise InvalidInput(f"{field} contains a NUL character", field=field)
 
 
 def unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:

@@ -75,6 +75,7 @@ class TokenService:
             raise Unauthorized("token expired") from None
         except jwt.PyJWTError as exc:
             raise Unauthorized(f"invalid token: {exc}") from None
+        self._check_lifetime(claims)
         try:
             user_id = uuid.UUID(claims["sub"])
             tenant_id = uuid.UUID(claims["tid"]) if claims.get("tid") else None
@@ -83,3 +84,21 @@ class TokenService:
         except (ValueError, TypeError, KeyError, OverflowError, OSError):
             raise Unauthorized("invalid token: bad subject, tenant, version or issue time claim") from None
         return Claims(user_id=user_id, tenant_id=tenant_id, token_version=version, issued_at=issued_at)
+
+    def _check_lifetime(self, claims: dict[str, object]) -> None:
+        """A token may not live longer than the configured maximum, counted from its issue time and from now.
+
+        The signature proves who signed, not that the signer kept to the hub's lifetime: a token minted by a
+        tool or a leaked key with ``exp`` years ahead is refused, and so is one whose ``iat`` was set late to
+        hide a long life.
+        """
+        longest = self._settings.jwt_max_lifetime_seconds + self._settings.jwt_leeway_seconds
+        try:
+            expires = float(claims["exp"])  # type: ignore[arg-type]
+            issued = float(claims["iat"])  # type: ignore[arg-type]
+        except (TypeError, ValueError, KeyError):
+            raise Unauthorized("invalid token: bad exp or iat claim") from None
+        if expires - issued > longest or expires - utcnow().timestamp() > longest:
+            raise Unauthorized(
+                f"token lifetime exceeds the maximum of {self._settings.jwt_max_lifetime_seconds} seconds"
+            )

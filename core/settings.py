@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     jwt_active_kid: str = "local"
     jwt_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
     jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    # A token living longer than this (from its issue time, or from now) is refused, whoever signed it.
+    jwt_max_lifetime_seconds: int = Field(default=86400, ge=60, le=7 * 86400)
     password_time_cost: int = Field(default=3, ge=1, le=10)
     password_memory_kib: int = Field(default=65536, ge=64, le=1048576)
     invitation_ttl_hours: int = Field(default=72, ge=1, le=720)
@@ -64,6 +66,9 @@ class Settings(BaseSettings):
     db_statement_timeout_ms: int = Field(default=30_000, ge=100)
     db_idle_in_transaction_timeout_ms: int = Field(default=60_000, ge=100)
     max_body_bytes: int = Field(default=1_000_000, ge=1024, le=100_000_000)
+    # JSON bodies: containers nested deeper, or an array with more items, are refused before decoding.
+    max_json_depth: int = Field(default=32, ge=4, le=256)
+    max_json_array_items: int = Field(default=10_000, ge=10, le=1_000_000)
     # Addresses of reverse proxies whose X-Forwarded-For is trusted (comma-separated IPs or networks, or "*").
     # Unset: the TCP peer is the client, which is what per-client rate limits count.
     forwarded_allow_ips: str | None = None
@@ -164,6 +169,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"CAREHUB_JWT_KEYS: key {kid!r} is shorter than 32 bytes")
         if self.jwt_active_kid not in self.jwt_keys:
             raise ValueError(f"CAREHUB_JWT_ACTIVE_KID: {self.jwt_active_kid!r} is not a key id in CAREHUB_JWT_KEYS")
+        if self.jwt_ttl_seconds > self.jwt_max_lifetime_seconds:
+            raise ValueError(
+                f"CAREHUB_JWT_TTL_SECONDS: {self.jwt_ttl_seconds} is longer than CAREHUB_JWT_MAX_LIFETIME_SECONDS "
+                f"({self.jwt_max_lifetime_seconds}); the hub would refuse its own tokens"
+            )
         return self
 
     @property

@@ -8,10 +8,11 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from core.inputs import SAFE_LINE, Email, normalise_emails
+
 Slug = Annotated[str, msgspec.Meta(min_length=2, max_length=63, pattern=r"^[a-z0-9](?:[a-z0-9-]*[a-z0-9])?$")]
-DisplayName = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
-Password = Annotated[str, msgspec.Meta(min_length=12, max_length=256)]
+DisplayName = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=SAFE_LINE)]
+Password = Annotated[str, msgspec.Meta(min_length=12, max_length=256, pattern=SAFE_LINE)]
 TenantKind = Literal["hospital", "clinic", "partner"]
 TenantRole = Literal["tenant_admin", "care_manager", "clinician", "chw", "partner_staff", "privacy_officer"]
 Roles = Annotated[list[TenantRole], msgspec.Meta(min_length=1, max_length=5)]
@@ -41,12 +42,18 @@ class InvitationCreate(msgspec.Struct, forbid_unknown_fields=True):
     email: Email
     roles: Roles = msgspec.field(default_factory=lambda: ["tenant_admin"])
 
+    def __post_init__(self) -> None:
+        normalise_emails(self, "email")
+
 
 class MemberInvitationCreate(msgspec.Struct, forbid_unknown_fields=True):
     """A tenant administrator's invitation: the roles are always named."""
 
     email: Email
     roles: Roles
+
+    def __post_init__(self) -> None:
+        normalise_emails(self, "email")
 
 
 class InvitationSummary(msgspec.Struct):
@@ -69,7 +76,7 @@ class InvitationOut(msgspec.Struct):
 
 
 class InvitationAccept(msgspec.Struct, forbid_unknown_fields=True):
-    token: Annotated[str, msgspec.Meta(min_length=20, max_length=200)]
+    token: Annotated[str, msgspec.Meta(min_length=20, max_length=200, pattern=SAFE_LINE)]
     full_name: DisplayName
     password: Password
 
@@ -79,6 +86,9 @@ class UserCreate(msgspec.Struct, forbid_unknown_fields=True):
     full_name: DisplayName
     roles: Roles
     password: Password
+
+    def __post_init__(self) -> None:
+        normalise_emails(self, "email")
 
 
 class RolesUpdate(msgspec.Struct, forbid_unknown_fields=True):
@@ -95,11 +105,11 @@ class MemberOut(msgspec.Struct):
 
 class TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
     email: Email
-    password: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=SAFE_LINE)]
     tenant: Slug | None = None
     """The tenant to act in; leave out for a network administrator's network token."""
 
 
 class PasswordChange(msgspec.Struct, forbid_unknown_fields=True):
-    current_password: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    current_password: Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=SAFE_LINE)]
     new_password: Password

@@ -3,7 +3,7 @@
 Every import counts, wherever it stands (a function body, ``if TYPE_CHECKING``): a dependency is one even when it
 is only for the type checker. The rules:
 
-- ``tenants`` uses only core's plumbing (database, settings, audit, errors, the caller);
+- ``tenants`` uses only core's plumbing (database, settings, audit, errors, the caller, input checks);
 - ``core`` and ``tenants`` never import ``api`` or ``admin``;
 - ``plugin_sdk`` imports nothing of the host, and a plugin imports only ``plugin_sdk`` (and its own package);
 - no module uses another module's private names (``from x import _y``, ``x._y``); aliasing a module under a
@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("api", "admin", "core", "tenants", "plugin_sdk", "plugins")
 HOST = ("api", "admin", "core", "tenants", "plugins")
-TENANTS_MAY_USE = frozenset({"core.db", "core.settings", "core.audit", "core.errors", "core.principal"})
+TENANTS_MAY_USE = frozenset({"core.db", "core.settings", "core.audit", "core.errors", "core.principal", "core.inputs"})
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from typing import Annotated
 from litestar import Controller, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, PathParameter
 
+from api.body_limits import MAX_JSON_DEPTH
 from api.deps import Caller, Db, Limit, Offset, Page, page_of
 from core.careplans import service, templates, versions
 from core.careplans.schemas import (
@@ -31,7 +32,13 @@ class CarePlanController(Controller):
     path = "/api/v1"
     tags = ["care plans"]
 
-    @post("/care-plan-templates", summary="Add a care plan template (its structured section is a JSON Schema)")
+    # A template's schema is itself a nested document: its own check refuses one nested deeper than 32 levels
+    # and names the path, so the body may nest deeper than the general limit (still far from the decoder's).
+    @post(
+        "/care-plan-templates",
+        summary="Add a care plan template (its structured section is a JSON Schema)",
+        opt={MAX_JSON_DEPTH: 700},
+    )
     async def create_template(self, session: Db, principal: Caller, data: JSONBody[TemplateCreate]) -> TemplateOut:
         return await templates.create_template(session, principal, data)
 

@@ -9,15 +9,16 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from core.careplans.schemas import SensitiveLabel
+from core.inputs import SAFE_LINE, SAFE_TEXT
 
 Kind = Literal["in_person", "phone", "video"]
 Status = Literal["proposed", "booked", "arrived", "fulfilled", "cancelled", "noshow"]
 Channel = Literal["in_app", "sms", "email"]
 AwareDateTime = Annotated[datetime, msgspec.Meta(tz=True)]
 HttpsUrl = Annotated[str, msgspec.Meta(max_length=500, pattern=r"^https://[^\s]+$")]
-Text300 = Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
-Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
-LongText = Annotated[str, msgspec.Meta(max_length=10_000)]
+Text300 = Annotated[str, msgspec.Meta(min_length=1, max_length=300, pattern=SAFE_LINE)]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=SAFE_TEXT)]
+LongText = Annotated[str, msgspec.Meta(max_length=10_000, pattern=SAFE_TEXT)]
 
 
 class Reminder(msgspec.Struct, forbid_unknown_fields=True):

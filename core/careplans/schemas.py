@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from core.inputs import SAFE_LINE, SAFE_TEXT
+
 PlanStatus = Literal["draft", "active", "on-hold", "completed", "revoked"]
 GoalLifecycle = Literal["proposed", "active", "on-hold", "completed", "cancelled"]
 GoalAchievement = Literal[
@@ -23,11 +25,11 @@ GoalAchievement = Literal[
 ]
 ActivityKind = Literal["task", "appointment", "education", "referral", "other"]
 ActivityStatus = Literal["not-started", "scheduled", "in-progress", "on-hold", "completed", "cancelled"]
-Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Description = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
-LongText = Annotated[str, msgspec.Meta(max_length=10_000)]
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=SAFE_LINE)]
+Description = Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=SAFE_TEXT)]
+LongText = Annotated[str, msgspec.Meta(max_length=10_000, pattern=SAFE_TEXT)]
 Code = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.\-]*$")]
-Short = Annotated[str, msgspec.Meta(max_length=200)]
+Short = Annotated[str, msgspec.Meta(max_length=200, pattern=SAFE_LINE)]
 # A label that puts one record in a sensitive consent category instead of its type's (see core.consent.categories).
 SensitiveLabel = Literal["behavioral_health", "substance_use_disorder", "social_needs"]
 
@@ -35,7 +37,7 @@ SensitiveLabel = Literal["behavioral_health", "substance_use_disorder", "social_
 class GoalIn(msgspec.Struct, forbid_unknown_fields=True):
     description: Description
     measure: Short | None = None
-    target_value: Annotated[str, msgspec.Meta(max_length=100)] | None = None
+    target_value: Annotated[str, msgspec.Meta(max_length=100, pattern=SAFE_LINE)] | None = None
     due_date: date | None = None
     lifecycle_status: GoalLifecycle = "active"
     achievement_status: GoalAchievement = "in-progress"
@@ -44,7 +46,9 @@ class GoalIn(msgspec.Struct, forbid_unknown_fields=True):
 class GoalUpdate(msgspec.Struct, forbid_unknown_fields=True):
     description: Description | msgspec.UnsetType = msgspec.UNSET
     measure: Short | msgspec.UnsetType | None = msgspec.UNSET
-    target_value: Annotated[str, msgspec.Meta(max_length=100)] | msgspec.UnsetType | None = msgspec.UNSET
+    target_value: Annotated[str, msgspec.Meta(max_length=100, pattern=SAFE_LINE)] | msgspec.UnsetType | None = (
+        msgspec.UNSET
+    )
     due_date: date | msgspec.UnsetType | None = msgspec.UNSET
     lifecycle_status: GoalLifecycle | msgspec.UnsetType = msgspec.UNSET
     achievement_status: GoalAchievement | msgspec.UnsetType = msgspec.UNSET

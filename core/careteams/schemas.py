@@ -8,12 +8,13 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from core.patients.schemas import Email, Phone
+from core.inputs import SAFE_LINE, Email, normalise_emails
+from core.patients.schemas import Phone
 
 TeamRole = Literal[
     "primary_care", "specialist", "care_manager", "nurse", "chw", "social_worker", "pharmacist", "caregiver", "other"
 ]
-Text200 = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Text200 = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=SAFE_LINE)]
 
 
 class MemberIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -27,6 +28,9 @@ class MemberIn(msgspec.Struct, forbid_unknown_fields=True):
     email: Email | None = None
     is_lead: bool = False
 
+    def __post_init__(self) -> None:
+        normalise_emails(self, "email")
+
 
 class MemberUpdate(msgspec.Struct, forbid_unknown_fields=True):
     role: TeamRole | msgspec.UnsetType = msgspec.UNSET
@@ -34,6 +38,9 @@ class MemberUpdate(msgspec.Struct, forbid_unknown_fields=True):
     organisation: Text200 | msgspec.UnsetType | None = msgspec.UNSET
     phone: Phone | msgspec.UnsetType | None = msgspec.UNSET
     email: Email | msgspec.UnsetType | None = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        normalise_emails(self, "email")
 
 
 class CareTeamCreate(msgspec.Struct, forbid_unknown_fields=True):

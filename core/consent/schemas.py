@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from core.inputs import AwareDateTime
+from core.inputs import SAFE_LINE, SAFE_TEXT, AwareDateTime
 
 Category = Literal[
     "demographics",
@@ -25,7 +25,7 @@ GranteeKind = Literal["tenant", "treating", "network"]
 SourceKind = Literal["scanned_form", "verbal", "electronic", "portal"]
 ConsentDecision = Literal["permit", "deny"]
 NetworkDefault = Literal["opt_in", "opt_out"]
-Text = Annotated[str, msgspec.Meta(max_length=1000)]
+Text = Annotated[str, msgspec.Meta(max_length=1000, pattern=SAFE_TEXT)]
 
 
 class Grantee(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -37,8 +37,8 @@ class Grantee(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
 
 
 class ConsentIdentifier(msgspec.Struct, forbid_unknown_fields=True):
-    system: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    value: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    system: Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=SAFE_LINE)]
+    value: Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=SAFE_LINE)]
 
 
 class ConsentCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -49,13 +49,13 @@ class ConsentCreate(msgspec.Struct, forbid_unknown_fields=True):
     source_kind: SourceKind
     decision: ConsentDecision = "permit"
     period_end: AwareDateTime | None = None
-    source_reference: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+    source_reference: Annotated[str, msgspec.Meta(max_length=500, pattern=SAFE_TEXT)] | None = None
     note: Text | None = None
     identifier: ConsentIdentifier | None = None
 
 
 class ConsentRevoke(msgspec.Struct, forbid_unknown_fields=True):
-    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
+    reason: Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=SAFE_TEXT)]
 
 
 class GranteeOut(msgspec.Struct):
@@ -90,7 +90,7 @@ class NetworkConsentDefault(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class BreakGlassCreate(msgspec.Struct, forbid_unknown_fields=True):
-    reason: Annotated[str, msgspec.Meta(min_length=10, max_length=500)]
+    reason: Annotated[str, msgspec.Meta(min_length=10, max_length=500, pattern=SAFE_TEXT)]
 
 
 class BreakGlassOut(msgspec.Struct):

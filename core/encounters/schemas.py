@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from core.careplans.schemas import SensitiveLabel
-from core.inputs import AwareDateTime
+from core.inputs import SAFE_TEXT, AwareDateTime
 
 EncounterKind = Literal["inpatient", "emergency", "observation"]
 Disposition = Literal["home", "home_health", "skilled_nursing", "rehabilitation", "hospice", "other"]
@@ -22,7 +22,7 @@ class DischargeCreate(msgspec.Struct, forbid_unknown_fields=True):
     discharged_at: AwareDateTime
     kind: EncounterKind = "inpatient"
     disposition: Disposition = "home"
-    note: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+    note: Annotated[str, msgspec.Meta(max_length=2000, pattern=SAFE_TEXT)] | None = None
     # A psychiatric or substance use disorder stay: the transition of care then needs consent for that category.
     data_category: SensitiveLabel | None = None
 

@@ -13,9 +13,10 @@ from typing import Annotated
 import msgspec
 
 from core.careplans.schemas import SensitiveLabel
+from core.inputs import SAFE_LINE, SAFE_TEXT
 
-Subject = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Body = Annotated[str, msgspec.Meta(min_length=1, max_length=20_000)]
+Subject = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=SAFE_LINE)]
+Body = Annotated[str, msgspec.Meta(min_length=1, max_length=20_000, pattern=SAFE_TEXT)]
 MAX_ATTACHMENTS = 10
 # All the attachments of one message together (each is at most 5 MiB), and the request that carries them
 # in base64 (4 bytes for every 3) with room for the rest of the message.

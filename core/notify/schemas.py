@@ -8,12 +8,15 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from core.inputs import SAFE_LINE, Email, normalise_emails
+
 ClockTime = Annotated[str, msgspec.Meta(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", description="HH:MM, 24 h")]
-TimeZone = Annotated[str, msgspec.Meta(min_length=1, max_length=64, description="IANA time zone, e.g. Europe/Paris")]
+TimeZone = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, description="IANA time zone, e.g. Europe/Paris", pattern=SAFE_LINE)
+]
 ExternalChannel = Literal["email", "sms"]
 Severity = Literal["info", "warning", "critical"]
 Minutes = Annotated[int, msgspec.Meta(ge=0, le=7 * 24 * 60)]
-Email = Annotated[str, msgspec.Meta(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]
 Phone = Annotated[str, msgspec.Meta(pattern=r"^\+[1-9][0-9]{6,14}$", description="E.164, e.g. +15551234567")]
 
 
@@ -63,9 +66,16 @@ class PreferencesBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     quiet_hours: QuietHours | None = None
     timezone: TimeZone | None = None
 
+    def __post_init__(self) -> None:
+        normalise_emails(self, "email")
+
 
 class PreferencesOut(PreferencesBody, kw_only=True):
     updated_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        """What is shown was checked when it was stored (an address kept from before a stricter check must
+        still be readable)."""
 
 
 class NotificationOut(msgspec.Struct):

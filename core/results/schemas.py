@@ -9,18 +9,19 @@ from typing import Annotated, Literal
 import msgspec
 
 from core.careplans.schemas import SensitiveLabel
+from core.inputs import SAFE_LINE, SAFE_TEXT
 
 Interpretation = Literal["normal", "abnormal", "critical"]
 ResultStatus = Literal["preliminary", "final", "corrected", "cancelled"]
 # A LOINC code ("2345-7"), a LOINC part or answer code ("LP14635-4", "LA6576-8"), or a local code of the same shape.
 Code = Annotated[str, msgspec.Meta(min_length=3, max_length=32, pattern=r"^[A-Z]{0,3}[0-9]{1,10}-[0-9]$")]
-Display = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Value = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
-Unit = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
-ReferenceRange = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+Display = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=SAFE_LINE)]
+Value = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=SAFE_LINE)]
+Unit = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=SAFE_LINE)]
+ReferenceRange = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=SAFE_LINE)]
 AwareDateTime = Annotated[datetime, msgspec.Meta(tz=True)]
-Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-Body = Annotated[str, msgspec.Meta(min_length=1, max_length=20_000)]
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=SAFE_LINE)]
+Body = Annotated[str, msgspec.Meta(min_length=1, max_length=20_000, pattern=SAFE_TEXT)]
 HttpsUrl = Annotated[str, msgspec.Meta(min_length=9, max_length=500, pattern=r"^https://[^\s/?#@]+(/[^\s]*)?$")]
 
 

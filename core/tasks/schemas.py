@@ -9,15 +9,16 @@ from typing import Annotated, Literal
 import msgspec
 
 from core.careplans.schemas import SensitiveLabel
+from core.inputs import SAFE_LINE, SAFE_TEXT
 
 Priority = Literal["routine", "urgent", "asap", "stat"]
 TaskStatus = Literal["requested", "accepted", "in_progress", "completed", "cancelled", "failed"]
 Queue = Literal["mine", "team", "overdue", "all"]
 AwareDateTime = Annotated[datetime, msgspec.Meta(tz=True)]
-Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-LongText = Annotated[str, msgspec.Meta(max_length=10_000)]
-Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
-TemplateCode = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=200, pattern=SAFE_LINE)]
+LongText = Annotated[str, msgspec.Meta(max_length=10_000, pattern=SAFE_TEXT)]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=500, pattern=SAFE_TEXT)]
+TemplateCode = Annotated[str, msgspec.Meta(min_length=1, max_length=64, pattern=SAFE_LINE)]
 
 
 class TaskTemplate(msgspec.Struct, frozen=True):
@@ -64,7 +65,7 @@ class Escalation(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class CommentIn(msgspec.Struct, forbid_unknown_fields=True):
-    body: Annotated[str, msgspec.Meta(min_length=1, max_length=5000)]
+    body: Annotated[str, msgspec.Meta(min_length=1, max_length=5000, pattern=SAFE_TEXT)]
 
 
 class TaskOut(msgspec.Struct):
