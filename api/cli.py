@@ -10,6 +10,7 @@ import re
 import sys
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import select
 
@@ -144,19 +145,24 @@ def cmd_scheduler(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+def serve(app: Any, settings: Settings, host: str, port: int) -> None:
+    """Run ``app`` under the server carehub uses in production (the benchmark's floor apps use it too)."""
     import uvicorn
 
-    from api.app import create_app
-
     uvicorn.run(
-        create_app(settings),
-        host=args.host or settings.host,
-        port=args.port or settings.port,
+        app,
+        host=host,
+        port=port,
         log_level="info",
         proxy_headers=settings.forwarded_allow_ips is not None,
         forwarded_allow_ips=settings.forwarded_allow_ips,
     )
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from api.app import create_app
+
+    serve(create_app(settings), settings, host=args.host or settings.host, port=args.port or settings.port)
     return 0
 
 
