@@ -89,7 +89,7 @@ def _ms(value: str) -> float:
 
 
 def wrk(url: str, token: str, connections: int, seconds: int, body: str | None, prefix: str) -> Result:
-    command = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds}s", "--latency"]
+    command = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "--latency"]
     command += ["-H", f"Authorization: Bearer {token}"]
     if body is not None:
         command += ["-s", str(ROOT / "bench" / "post.lua"), url, "--", prefix, body]
@@ -179,7 +179,7 @@ def main() -> None:
 
         ports = {server: _free_port() for server in SERVERS}
         commands = {
-            "carehub": [carehub, "serve", "--host", "127.0.0.1", "--port", str(ports["carehub"])],
+            "carehub": [carehub, "serve", "--host", "127.0.0.1", "--port", str(ports["carehub"]), "--workers", "1"],
             "core": [sys.executable, "-m", "bench.floor", "--variant", "core", "--port", str(ports["core"])],
             "asyncpg": [sys.executable, "-m", "bench.floor", "--variant", "asyncpg", "--port", str(ports["asyncpg"])],
         }
