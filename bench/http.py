@@ -3,8 +3,9 @@
 Three servers, one process each, on this machine: carehub (``carehub serve``), and the floor app
 (``bench/floor.py``: the same SQL in the same transactions, nothing else) over SQLAlchemy Core and over raw
 asyncpg. For every request and every wrk concurrency, the three run one after the other (carehub, core,
-asyncpg), so that a busy machine slows all three alike and the ratios stay fair. The application connects as
-a role that does not own the tables (row-level security binds it), as in production.
+asyncpg), in rounds, so that a busy machine slows all three alike and the ratios stay fair; the table gives the
+median round and each server's CPU time per request (the steadiest figure when other work shares the machine).
+The application connects as a role that does not own the tables (row-level security binds it), as in production.
 
 The benchmark owns its database: it drops and re-creates it, migrates, and seeds the demo network.
 
@@ -12,7 +13,9 @@ Environment:
     CAREHUB_BENCH_OWNER_URL    the table owner and the database to (re)create
                                (default postgresql://postgres@127.0.0.1:5432/carehub_bench)
     CAREHUB_BENCH_APP_ROLE     the application's role, created if missing (default carehub_app)
-    CAREHUB_BENCH_SECONDS      seconds per wrk run (default 5)
+    CAREHUB_BENCH_SECONDS      seconds per wrk run (default 4)
+    CAREHUB_BENCH_ROUNDS       rounds of (carehub, core, asyncpg) per request and concurrency; the table
+                               shows the median round (default 3)
     CAREHUB_BENCH_CONNECTIONS  wrk connections, comma-separated (default 4,16,64)
     CAREHUB_BENCH_ONLY         run only the requests whose name contains this text
 
@@ -35,7 +38,7 @@ import tempfile
 import time
 import urllib.request
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import asyncpg
@@ -62,6 +65,33 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
+    cpu_ms: float = 0.0  # the server process's CPU time per request (user + system)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time a process has used so far (Linux /proc; 0 elsewhere, and the column stays empty)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(pid: int, url: str, token: str, connections: int, seconds: int, body: str | None, prefix: str) -> Result:
+    """One wrk run, with the server's CPU time per request (less sensitive to a busy machine than req/s)."""
+    before = _cpu_seconds(pid)
+    result = wrk(url, token, connections, seconds, body, prefix)
+    used = _cpu_seconds(pid) - before
+    requests = result.rps * seconds
+    return replace(result, cpu_ms=used * 1000 / requests if requests else 0.0)
+
+
+def median_result(results: list[Result]) -> Result:
+    """The round with the median req/s (its latencies with it), with the median CPU per request."""
+    ordered = sorted(results, key=lambda r: r.rps)
+    middle = ordered[len(ordered) // 2]
+    cpu = sorted(r.cpu_ms for r in results)[len(results) // 2]
+    return replace(middle, errors=sum(r.errors for r in results), cpu_ms=cpu)
 
 
 def _free_port() -> int:
@@ -127,18 +157,20 @@ def _wait_healthy(port: int, process: subprocess.Popen[bytes], log: Path) -> Non
 
 def _table(rows: list[tuple[str, int, dict[str, Result]]]) -> str:
     head = (
-        "| request | -c | carehub req/s | p50 ms | p99 ms | Core req/s | p50 ms | p99 ms "
-        "| asyncpg req/s | p50 ms | p99 ms | carehub / Core | carehub / asyncpg |"
+        "| request | -c | carehub req/s | p50 ms | p99 ms | CPU ms | Core req/s | p50 ms | p99 ms | CPU ms "
+        "| asyncpg req/s | p50 ms | p99 ms | CPU ms | carehub / Core | carehub / asyncpg | CPU Core / carehub |"
     )
-    lines = [head, "|---|---:|" + "---:|" * 11]
+    lines = [head, "|---|---:|" + "---:|" * 15]
     for name, connections, results in rows:
         cells = [name, str(connections)]
         for server in SERVERS:
             r = results[server]
             errors = f" ({r.errors} failed)" if r.errors else ""
-            cells += [f"{r.rps:.0f}{errors}", f"{r.p50_ms:.1f}", f"{r.p99_ms:.1f}"]
+            cells += [f"{r.rps:.0f}{errors}", f"{r.p50_ms:.1f}", f"{r.p99_ms:.1f}", f"{r.cpu_ms:.2f}"]
         carehub = results["carehub"].rps
         cells += [f"{carehub / results['core'].rps:.2f}", f"{carehub / results['asyncpg'].rps:.2f}"]
+        core_cpu, carehub_cpu = results["core"].cpu_ms, results["carehub"].cpu_ms
+        cells.append(f"{core_cpu / carehub_cpu:.2f}" if carehub_cpu else "")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -148,9 +180,10 @@ def main() -> None:
         raise SystemExit("bench: wrk is needed (Debian/Ubuntu: apt-get install wrk)")
     owner_url = os.environ.get("CAREHUB_BENCH_OWNER_URL", "postgresql://postgres@127.0.0.1:5432/carehub_bench")
     role = os.environ.get("CAREHUB_BENCH_APP_ROLE", "carehub_app")
-    seconds = int(os.environ.get("CAREHUB_BENCH_SECONDS", "5"))
+    seconds = int(os.environ.get("CAREHUB_BENCH_SECONDS", "4"))
     concurrencies = [int(c) for c in os.environ.get("CAREHUB_BENCH_CONNECTIONS", "4,16,64").split(",")]
     only = os.environ.get("CAREHUB_BENCH_ONLY", "")
+    repeats = int(os.environ.get("CAREHUB_BENCH_ROUNDS", "3"))
     owner = make_url(owner_url).set(drivername="postgresql+asyncpg")
     app = owner.set(username=role, password=None)
     asyncio.run(_recreate_database(owner_url))
@@ -183,10 +216,12 @@ def main() -> None:
             "core": [sys.executable, "-m", "bench.floor", "--variant", "core", "--port", str(ports["core"])],
             "asyncpg": [sys.executable, "-m", "bench.floor", "--variant", "asyncpg", "--port", str(ports["asyncpg"])],
         }
+        processes: dict[str, subprocess.Popen[bytes]] = {}
         for server, command in commands.items():
             log = work / f"{server}.log"
             process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT)  # noqa: S603
             stack.callback(_stop, process)
+            processes[server] = process
             _wait_healthy(ports[server], process, log)
 
         base = f"http://127.0.0.1:{ports['carehub']}"
@@ -206,24 +241,22 @@ def main() -> None:
         load = os.getloadavg()
         print(f"machine: {os.cpu_count()} cores, {platform.machine()}, {_cpu_model()}; load before {load[0]:.2f}")
         python = platform.python_version()
-        print(f"PostgreSQL as role {role}; one process per server; wrk -t2, {seconds} s per run; Python {python}")
+        runs = f"wrk -t2, {repeats} rounds of {seconds} s"
+        print(f"PostgreSQL as role {role}; one process per server; {runs}; Python {python}")
         for server in SERVERS:  # warm-up: connections opened, statements prepared
             for r in requests:
                 wrk(f"http://127.0.0.1:{ports[server]}{r.path}", token, 4, 1, r.body, f"w{server}")
         rows: list[tuple[str, int, dict[str, Result]]] = []
         for connections in concurrencies:
             for r in requests:
-                results = {
-                    server: wrk(
-                        f"http://127.0.0.1:{ports[server]}{r.path}",
-                        token,
-                        connections,
-                        seconds,
-                        r.body,
-                        f"{server}{connections}",
-                    )
-                    for server in SERVERS
-                }
+                rounds: dict[str, list[Result]] = {server: [] for server in SERVERS}
+                for n in range(repeats):
+                    for server in SERVERS:
+                        url = f"http://127.0.0.1:{ports[server]}{r.path}"
+                        prefix = f"{server}{connections}r{n}"
+                        pid = processes[server].pid
+                        rounds[server].append(measure(pid, url, token, connections, seconds, r.body, prefix))
+                results = {server: median_result(rounds[server]) for server in SERVERS}
                 rows.append((r.name, connections, results))
                 print(
                     f"  {r.name} -c{connections}: " + ", ".join(f"{s} {v.rps:.0f}" for s, v in results.items()),
