@@ -32,6 +32,7 @@ bench: install
 	$(BIN)/python -m bench.jobs 2000
 	$(BIN)/python -m bench.fairness 10000
 	BIN=$(BIN) bash bench/http.sh 10
+	$(BIN)/python -m bench.http
 	$(BIN)/python -m bench.consent
 
 clean:

@@ -10,10 +10,18 @@ import re
 import sys
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import select
 
 from core.settings import Settings, SettingsError, load_settings
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if not 1 <= number <= 256:
+        raise argparse.ArgumentTypeError("a number of processes from 1 to 256")
+    return number
 
 
 def _fail(message: str, code: int = 2) -> int:
@@ -144,19 +152,46 @@ def cmd_scheduler(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+def serve(app: Any, settings: Settings, host: str, port: int, workers: int = 1) -> None:
+    """Run ``app`` under the server carehub uses in production (the benchmark's floor apps use it too): uvicorn
+    with its C HTTP parser and event loop. With more than one worker, ``app`` is the import string of an app
+    factory (each worker process builds its own app from the environment)."""
     import uvicorn
 
-    from api.app import create_app
-
     uvicorn.run(
-        create_app(settings),
-        host=args.host or settings.host,
-        port=args.port or settings.port,
+        app,
+        factory=workers > 1,
+        workers=workers if workers > 1 else None,
+        host=host,
+        port=port,
+        http="httptools",
+        loop="uvloop",
         log_level="info",
+        access_log=settings.access_log,
         proxy_headers=settings.forwarded_allow_ips is not None,
         forwarded_allow_ips=settings.forwarded_allow_ips,
     )
+
+
+def default_workers(settings: Settings) -> int:
+    """One server process per core on PostgreSQL; one on the embedded default (SQLite has one writer) and
+    wherever the background jobs run inside the API process (they elect no leader)."""
+    if settings.jobs_in_process or not settings.is_postgres:
+        return 1
+    return os.cpu_count() or 1
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from api.app import create_app
+
+    workers = args.workers if getattr(args, "workers", None) is not None else default_workers(settings)
+    if workers > 1 and settings.jobs_in_process:
+        return _fail("--workers: background jobs in the API process (CAREHUB_JOBS_IN_PROCESS) need one worker", 2)
+    host, port = args.host or settings.host, args.port or settings.port
+    if workers == 1:
+        serve(create_app(settings), settings, host=host, port=port)
+    else:
+        serve("api.app:create_app", settings, host=host, port=port, workers=workers)
     return 0
 
 
@@ -302,6 +337,12 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         p.add_argument("--host")
         p.add_argument("--port", type=int)
+        if func is cmd_serve:
+            p.add_argument(
+                "--workers",
+                type=_positive,
+                help="server processes (default: one per core on PostgreSQL, one on SQLite)",
+            )
         p.set_defaults(func=func)
     token = sub.add_parser("token", help="mint an access token for a user (operators, scripts)")
     token.add_argument("--user", required=True, help="the user's email")

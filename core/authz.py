@@ -1,14 +1,16 @@
 """Role permissions, decided by Casbin's RBAC-with-domains model (domains are tenants).
 
 Permission rules (``p``: role, domain, object, action) live in the ``casbin_rules`` table and are loaded
-at start-up. Role assignments (``g``: user, role, domain) live in the memberships table; the request's
-membership, read fresh from the database on every request, is synchronised into the enforcer before the
-check, so a role change takes effect on the next request in every process.
+at start-up. Role assignments live in the memberships table and are read fresh on every request, so a role
+change takes effect on the next request in every process. A decision depends only on the request's role set,
+domain, object and action: Casbin decides each such question once, for a subject that holds exactly that role
+set, and the answer is kept. Requests then decide with a dictionary look-up, without changing the enforcer.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -127,15 +129,40 @@ class Authorizer:
 
     def __init__(self, rules: Sequence[Sequence[str]]) -> None:
         self._enforcer = casbin.Enforcer(str(MODEL_PATH), _RowsAdapter(rules))
+        self._decisions: dict[tuple[frozenset[str], str, str, str], bool] = {}
+        self._role_sets: set[tuple[frozenset[str], str]] = set()
+        self._lock = threading.Lock()  # job handler threads decide too
+
+    def decide(self, roles: Iterable[str], domain: str, obj: str, act: str) -> bool:
+        """Whether a caller holding exactly ``roles`` in ``domain`` may ``act`` on ``obj``."""
+        key = (frozenset(roles), domain, obj, act)
+        decision = self._decisions.get(key)
+        if decision is None:
+            with self._lock:
+                decision = self._decide_with_casbin(*key)
+                self._decisions[key] = decision
+        return decision
+
+    def _decide_with_casbin(self, roles: frozenset[str], domain: str, obj: str, act: str) -> bool:
+        # A subject standing for the role set (no user id can look like it): its roles are set once per
+        # (role set, domain) and never change, so the enforcer is not mutated per request.
+        subject = "role-set:" + ",".join(sorted(roles))
+        if (roles, domain) not in self._role_sets:
+            for role in roles:
+                self._enforcer.add_role_for_user_in_domain(subject, role, domain)
+            self._role_sets.add((roles, domain))
+        return bool(self._enforcer.enforce(subject, domain, obj, act))
 
     def sync_roles(self, user: str, domain: str, roles: Iterable[str]) -> None:
-        """Make the user's roles in ``domain`` equal ``roles`` (from the membership just read)."""
-        wanted = set(roles)
-        held = set(self._enforcer.get_roles_for_user_in_domain(user, domain))
-        for role in held - wanted:
-            self._enforcer.delete_roles_for_user_in_domain(user, role, domain)
-        for role in wanted - held:
-            self._enforcer.add_role_for_user_in_domain(user, role, domain)
+        """Make the user's roles in ``domain`` equal ``roles`` (for :meth:`allows`; requests use :meth:`decide`)."""
+        with self._lock:
+            wanted = set(roles)
+            held = set(self._enforcer.get_roles_for_user_in_domain(user, domain))
+            for role in held - wanted:
+                self._enforcer.delete_roles_for_user_in_domain(user, role, domain)
+            for role in wanted - held:
+                self._enforcer.add_role_for_user_in_domain(user, role, domain)
 
     def allows(self, user: str, domain: str, obj: str, act: str) -> bool:
+        """Casbin's own answer for a user whose roles were given with :meth:`sync_roles`."""
         return bool(self._enforcer.enforce(user, domain, obj, act))

@@ -15,11 +15,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from functools import lru_cache
 from typing import Any, cast
 
 from sqlalchemy import ForeignKey, Table, event, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import (
+    LoaderCriteriaOption,
     Mapped,
     ORMExecuteState,
     Session,
@@ -124,9 +126,15 @@ def _add_tenant_criteria(state: ORMExecuteState) -> None:
         return
     # Added to every statement: the criteria apply wherever a tenant-owned entity appears (selected,
     # joined, in select_from or a subquery), and cost nothing where none does.
-    state.statement = state.statement.options(
-        with_loader_criteria(TenantOwned, lambda cls: cls.tenant_id == tenant_id, include_aliases=True)
-    )
+    state.statement = state.statement.options(_tenant_criteria(tenant_id))
+
+
+@lru_cache(maxsize=4096)
+def _tenant_criteria(tenant_id: uuid.UUID) -> LoaderCriteriaOption:
+    """The criteria option of one tenant, built once (building it, lambda analysis included, costs more than
+    the rest of the listener). The lambda's closure value becomes a bound parameter, so every tenant's
+    statements share one compiled form in SQLAlchemy's cache."""
+    return with_loader_criteria(TenantOwned, lambda cls: cls.tenant_id == tenant_id, include_aliases=True)
 
 
 @event.listens_for(Session, "before_flush")
