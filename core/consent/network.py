@@ -158,7 +158,8 @@ async def set_link_systems(session: AsyncSession, principal: Principal, data: Li
         before = list(network.link_systems or [])
         network.link_systems = systems
         await _refresh_link_keys(session, network.id, systems)
-        await _audit_in_every_tenant(session, principal, network, "network.link_systems", {"from": before, "to": systems})
+        detail = {"from": before, "to": systems}
+        await _audit_in_every_tenant(session, principal, network, "network.link_systems", detail)
         return LinkSystems(systems=systems)
 
 
