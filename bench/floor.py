@@ -171,10 +171,10 @@ async def healthz() -> Row:
 @get("/api/v1/patients/{patient_id:uuid}")
 async def read_patient(request: Request[Any, Any, Any], patient_id: uuid.UUID) -> Row:
     async with _floor(request).tx(request) as (db, caller):
-        found = await db.rows(q.PATIENT_BY_ID, patient_id, caller["tenant_id"])
+        found = await db.rows(q.PATIENT_WITH_IDENTIFIERS, patient_id, caller["tenant_id"])
         if not found:
             raise NotFoundException("patient not found")
-        identifiers = await db.rows(q.IDENTIFIERS_OF, caller["tenant_id"], [patient_id])
+        identifiers = [row for row in found if row["i_id"] is not None]
         await _audit(db, caller, "patient.read", "Patient", [(patient_id, patient_id)])
     return _patient_out(found[0], identifiers)
 

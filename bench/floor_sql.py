@@ -12,13 +12,9 @@ SET_TENANT = "SELECT set_config('app.tenant_id', $1, true), set_config('app.netw
 
 # The caller, re-read in the request's transaction (revocation acts on the next request).
 PRINCIPAL = (
-    "SELECT users.email, users.full_name, users.password_hash, users.is_active, users.network_role,"
-    " users.token_version, users.failed_logins, users.locked_until, users.id, users.created_at, users.updated_at,"
-    " tenants.network_id, tenants.slug, tenants.name, tenants.kind, tenants.status, tenants.activated_at,"
-    " tenants.suspended_at, tenants.tokens_valid_after, tenants.id AS tenant_id_1, tenants.created_at AS c1,"
-    " tenants.updated_at AS u1, memberships.user_id, memberships.roles, memberships.is_active AS m_active,"
-    " memberships.patient_id, memberships.tokens_valid_after AS m_valid_after, memberships.id AS m_id,"
-    " memberships.created_at AS c2, memberships.updated_at AS u2, memberships.tenant_id"
+    "SELECT users.email, users.full_name, users.is_active, users.token_version, tenants.slug, tenants.status,"
+    " tenants.tokens_valid_after, memberships.tokens_valid_after AS m_valid_after, memberships.roles,"
+    " memberships.patient_id, users.id, memberships.tenant_id"
     " FROM users JOIN memberships ON memberships.user_id = users.id AND memberships.tenant_id = $1"
     " JOIN tenants ON tenants.id = memberships.tenant_id"
     " WHERE users.id = $2 AND memberships.tenant_id = $1 AND memberships.is_active IS true"
@@ -39,7 +35,16 @@ _PATIENT_COLUMNS = (
     " patients.created_at, patients.updated_at, patients.tenant_id"
 )
 # The f-strings below join constant text only (no input reaches them).
-PATIENT_BY_ID = f"SELECT {_PATIENT_COLUMNS} FROM patients WHERE patients.id = $1 AND patients.tenant_id = $2"  # noqa: S608
+# The patient and its identifiers in one statement (the record loader joins a record's one eager collection).
+PATIENT_WITH_IDENTIFIERS = (
+    f"SELECT {_PATIENT_COLUMNS}, patient_identifiers_1.patient_id AS i_patient_id,"  # noqa: S608
+    " patient_identifiers_1.system, patient_identifiers_1.value, patient_identifiers_1.id AS i_id,"
+    " patient_identifiers_1.tenant_id AS i_tenant_id"
+    " FROM patients LEFT OUTER JOIN patient_identifiers AS patient_identifiers_1"
+    " ON patients.id = patient_identifiers_1.patient_id AND patients.tenant_id = patient_identifiers_1.tenant_id"
+    " AND patient_identifiers_1.tenant_id = $2"
+    " WHERE patients.id = $1 AND patients.tenant_id = $2 ORDER BY patient_identifiers_1.system"
+)
 PATIENT_PAGE = (
     f"SELECT {_PATIENT_COLUMNS} FROM patients WHERE patients.active IS true AND patients.tenant_id = $1"  # noqa: S608
     " ORDER BY patients.family_name, patients.given_name, patients.id LIMIT $2 OFFSET $3"

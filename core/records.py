@@ -12,7 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import joinedload
 
 from core import audit
 from core.db import IdMixin
@@ -41,10 +43,35 @@ async def get_or_404(
     ``for_update`` the row is locked until the transaction ends (PostgreSQL), so that a read-then-write such as
     "the first acknowledgement stands" holds under concurrent requests.
     """
-    record = await session.get(model, record_id, with_for_update=for_update or None, populate_existing=for_update)
+    record = await load(session, model, record_id, for_update=for_update)
     if record is None:
         raise not_found(session, principal, record_id, action=action, resource_type=resource_type, detail=detail)
     return record
+
+
+_JOINED: dict[type[Any], tuple[Any, ...]] = {}
+
+
+def _children_joined(model: type[Any]) -> tuple[Any, ...]:
+    """Loader options that bring a record's one eagerly loaded collection in the record's own query (one round
+    trip where ``selectin`` makes two), built once per model. Two collections stay ``selectin``: joined, they
+    would multiply each other's rows."""
+    options = _JOINED.get(model)
+    if options is None:
+        eager = [r.key for r in sa_inspect(model).relationships if r.lazy == "selectin"]
+        options = (joinedload(getattr(model, eager[0])),) if len(eager) == 1 else ()
+        _JOINED[model] = options
+    return options
+
+
+async def load(session: AsyncSession, model: type[Any], record_id: uuid.UUID, *, for_update: bool = False) -> Any:
+    """The record with this id (``None`` if absent or another tenant's), with its eager collections.
+
+    A locked read keeps the collections' second query: PostgreSQL cannot lock the nullable side of an outer join.
+    """
+    if for_update:
+        return await session.get(model, record_id, with_for_update=True, populate_existing=True)
+    return await session.get(model, record_id, options=_children_joined(model))
 
 
 def not_found(
@@ -108,9 +135,7 @@ class Records(Generic[Model, Out]):
         if need is not None:
             principal.require(self.permission, need)
         if not self.audited:
-            record = await session.get(
-                self.model, record_id, with_for_update=for_update or None, populate_existing=for_update
-            )
+            record = await load(session, self.model, record_id, for_update=for_update)
             if record is None:
                 raise self.missing()
             return record

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable
+from typing import Any
 
 import msgspec
 from sqlalchemy import delete, select
@@ -72,7 +73,7 @@ async def set_network_default(
 
 
 async def _audit_in_every_tenant(
-    session: AsyncSession, principal: Principal, network: Network, action: str, detail: dict[str, object]
+    session: AsyncSession, principal: Principal, network: Network, action: str, detail: dict[str, Any]
 ) -> None:
     """A change to the network's settings, written in every tenant's audit log (inside ``network_wide``)."""
     for tenant_id in await session.scalars(select(Tenant.id).where(Tenant.network_id == network.id)):
