@@ -226,6 +226,10 @@ def redis_client() -> Iterator[Redis | None]:
 
     client = redis.Redis.from_url(REDIS_URL)
     try:
+        client.ping()
+    except redis.ResponseError as exc:  # e.g. "DB index is out of range": more workers than databases
+        pytest.fail(f"Redis at {REDIS_URL} (this worker's database) refuses it: {exc}; run fewer workers")
+    try:
         yield client
     finally:
         client.close()
