@@ -16,10 +16,9 @@ from litestar.testing import AsyncTestClient
 
 from core.db import make_engine, make_sessionmaker, utcnow
 from core.settings import Settings
-from tenants import passwords
 from tenants.context import tenant_context
 from tenants.models import Membership, Network, Tenant, User
-from tests.conftest import PASSWORD, login
+from tests.conftest import login, password_hash
 from tests.factories import patient_body
 
 KEYS = ("a", "b", "c")
@@ -50,10 +49,9 @@ class Net:
 
 
 async def build_net(settings: Settings, *, consent_default: str = "opt_in") -> Net:
-    passwords.configure(settings.password_time_cost, settings.password_memory_kib)
     engine = make_engine(settings.database_url)
     db = make_sessionmaker(engine)
-    hashed = passwords.hash_password(PASSWORD)
+    hashed = password_hash()
     tenants = {key: uuid.uuid4() for key in KEYS}
     slugs = {"a": "hospital-a", "b": "clinic-b", "c": "clinic-c"}
     kinds = {"a": "hospital", "b": "clinic", "c": "clinic"}

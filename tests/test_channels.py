@@ -284,6 +284,7 @@ async def test_closed_port_is_transient() -> None:
     assert not failure.value.permanent
 
 
+@pytest.mark.slow
 async def test_silent_server_times_out_as_transient() -> None:
     with socket.socket() as silent:  # accepts connections (the backlog does) but never greets
         silent.bind(("127.0.0.1", 0))
@@ -296,6 +297,7 @@ async def test_silent_server_times_out_as_transient() -> None:
     assert not failure.value.permanent
 
 
+@pytest.mark.slow
 async def test_slow_server_is_cut_off_at_the_timeout(smtp: SmtpServer) -> None:
     """Each reply comes within the timeout, all of them together do not: the channel gives up at the timeout
     (carehub stops waiting soon after it, and a conversation that went on could deliver a message counted as
@@ -377,6 +379,7 @@ def trusted_tls(certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch)
     return context
 
 
+@pytest.mark.slow
 async def test_starttls_with_login(trusted_tls: ssl.SSLContext) -> None:
     controller, server = start_smtp(
         tls_context=trusted_tls, require_starttls=True, authenticator=check_login, auth_required=True
@@ -390,6 +393,7 @@ async def test_starttls_with_login(trusted_tls: ssl.SSLContext) -> None:
     assert len(server.mailbox.received) == 1
 
 
+@pytest.mark.slow
 async def test_implicit_tls(trusted_tls: ssl.SSLContext) -> None:
     controller, server = start_smtp(ssl_context=trusted_tls)
     try:
@@ -399,6 +403,7 @@ async def test_implicit_tls(trusted_tls: ssl.SSLContext) -> None:
     assert len(server.mailbox.received) == 1
 
 
+@pytest.mark.slow
 async def test_untrusted_certificate_is_refused(certificate: tuple[Path, Path]) -> None:
     cert, key = certificate
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

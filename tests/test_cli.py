@@ -21,6 +21,9 @@ from api.app import create_app
 from core.demo import DEMO_PASSWORD, PORTAL_USERS, TENANTS, USERS
 from tests.conftest import base_settings
 
+# Subprocesses: the command itself, a served hub, a worker.
+pytestmark = pytest.mark.slow
+
 
 def _carehub(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

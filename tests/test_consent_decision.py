@@ -268,6 +268,7 @@ def check_against_reference(world: World, decision_point: DecisionPoint, enforce
     return got.basis
 
 
+@pytest.mark.slow
 def test_decisions_follow_the_rules_and_agree_with_casbin() -> None:
     seen: Counter[str] = Counter()
 

@@ -28,6 +28,9 @@ from tenants.context import network_scope, tenant_context
 from tests.conftest import World, login
 from tests.factories import patient_body
 
+# Real workers, a real broker, leases and heartbeats: the tests wait for them.
+pytestmark = pytest.mark.slow
+
 
 class Running:
     """A job runtime with a worker thread consuming its queue."""

@@ -29,6 +29,10 @@ from tenants.context import network_scope, tenant_context
 from tests.conftest import World, login
 from tests.test_jobs import Running, db  # noqa: F401 - the db fixture
 
+# Real workers and retries with their backoff: the tests wait for them.
+pytestmark = pytest.mark.slow
+
+
 EVENTS_PER_PATIENT = 5
 # What the recording handler saw, in the order it committed: (patient, n).
 SEEN: list[tuple[str, int]] = []

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -58,6 +59,7 @@ async def test_default_policies_are_seeded(settings: Settings) -> None:
     }
 
 
+@pytest.mark.slow
 def test_downgrade_and_upgrade_again(tmp_path: Path) -> None:
     settings = base_settings(database_url=f"sqlite+aiosqlite:///{tmp_path / 'm.sqlite3'}")
     migrate.upgrade(settings)

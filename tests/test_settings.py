@@ -58,6 +58,7 @@ def test_a_local_key_is_made_once_and_kept(monkeypatch: pytest.MonkeyPatch, tmp_
     assert load_settings().jwt_keys != first.jwt_keys, "each installation has its own key"
 
 
+@pytest.mark.slow
 def test_the_command_stops_with_one_clear_line() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "api.cli", "db", "upgrade"],

@@ -7,7 +7,7 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
-from tests.conftest import World, login
+from tests.conftest import World, login, sign_in
 from tests.factories import patient_body
 
 
@@ -59,9 +59,9 @@ async def test_sign_in_attempts_are_audited_in_the_tenant(client: AsyncTestClien
     assert (await client.post("/api/v1/auth/token", json=stranger)).status_code == 401
     other_member = {"email": "doc.b@test.example", "password": "wrong-password-123", "tenant": world.slug_a}
     assert (await client.post("/api/v1/auth/token", json=other_member)).status_code == 401
-    doc = await login(client, "doc.a@test.example", world.slug_a)
+    doc = await sign_in(client, "doc.a@test.example", world.slug_a)
     me = (await client.get("/api/v1/auth/me", headers=doc)).json()
-    admin = await login(client, "admin.a@test.example", world.slug_a)
+    admin = await sign_in(client, "admin.a@test.example", world.slug_a)
     events = (await client.get("/api/v1/audit-events?action=auth.sign_in", headers=admin)).json()["items"]
     denied = [e for e in events if e["outcome"] == "denied"]
     assert [(e["actor_user_id"], e["reason"]) for e in denied] == [(me["user_id"], "wrong password or account locked")]

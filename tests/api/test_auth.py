@@ -14,7 +14,7 @@ from litestar.testing import AsyncTestClient
 
 from api.app import create_app
 from core.settings import Settings
-from tests.conftest import PASSWORD, World, base_settings, login
+from tests.conftest import PASSWORD, World, base_settings, login, sign_in
 
 
 def _claims(settings: Settings, user_id: str, tenant_id: uuid.UUID, **changes: Any) -> dict[str, Any]:
@@ -46,7 +46,7 @@ async def _me(client: AsyncTestClient[Any], token: str) -> Any:
 
 
 async def test_good_token_and_me(client: AsyncTestClient[Any], world: World, settings: Settings) -> None:
-    headers = await login(client, "doc.a@test.example", world.slug_a)
+    headers = await sign_in(client, "doc.a@test.example", world.slug_a)
     me = await client.get("/api/v1/auth/me", headers=headers)
     assert me.status_code == 200
     assert me.json()["tenant_id"] == str(world.tenant_a)
@@ -76,7 +76,7 @@ async def test_good_token_and_me(client: AsyncTestClient[Any], world: World, set
 async def test_defective_tokens_get_401(
     client: AsyncTestClient[Any], world: World, settings: Settings, defect: str
 ) -> None:
-    me = (await _me(client, (await login(client, "doc.a@test.example", world.slug_a))["Authorization"][7:])).json()
+    me = (await _me(client, (await sign_in(client, "doc.a@test.example", world.slug_a))["Authorization"][7:])).json()
     user_id = me["user_id"]
     now = datetime.now(UTC)
     claims = _claims(settings, user_id, world.tenant_a)
@@ -135,25 +135,50 @@ async def test_rotated_keys_keep_verifying(settings: Settings, world: World) -> 
         jwt_active_kid="2026-12",
     )
     async with AsyncTestClient(app=create_app(old)) as client_old:
-        old_headers = await login(client_old, "doc.a@test.example", world.slug_a)
+        old_headers = await sign_in(client_old, "doc.a@test.example", world.slug_a)
     async with AsyncTestClient(app=create_app(rotated)) as client_new:
         assert (await client_new.get("/api/v1/auth/me", headers=old_headers)).status_code == 200
-        new_headers = await login(client_new, "doc.a@test.example", world.slug_a)
+        new_headers = await sign_in(client_new, "doc.a@test.example", world.slug_a)
         assert jwt.get_unverified_header(new_headers["Authorization"][7:])["kid"] == "2026-12"
 
 
 async def test_logout_revokes_outstanding_tokens(client: AsyncTestClient[Any], world: World) -> None:
-    first = await login(client, "doc.a@test.example", world.slug_a)
-    second = await login(client, "doc.a@test.example", world.slug_a)
+    first = await sign_in(client, "doc.a@test.example", world.slug_a)
+    second = await sign_in(client, "doc.a@test.example", world.slug_a)
     assert (await client.post("/api/v1/auth/logout", headers=first)).status_code == 204
     for headers in (first, second):
         assert (await client.get("/api/v1/auth/me", headers=headers)).status_code == 401
-    fresh = await login(client, "doc.a@test.example", world.slug_a)
+    fresh = await sign_in(client, "doc.a@test.example", world.slug_a)
     assert (await client.get("/api/v1/auth/me", headers=fresh)).status_code == 200
 
 
+async def test_fixture_tokens_are_the_tokens_sign_in_issues(client: AsyncTestClient[Any], world: World) -> None:
+    """The fixtures mint tokens (``login``) instead of signing in; the two must not differ in any claim that
+    matters, the token version included, or the tests that use minted tokens would test something else."""
+    per_token = {"iat", "nbf", "exp", "jti"}
+
+    def header_and_claims(headers: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+        token = headers["Authorization"][7:]
+        claims = jwt.decode(token, options={"verify_signature": False})
+        return jwt.get_unverified_header(token), claims
+
+    for email, tenant in (("doc.a@test.example", world.slug_a), ("net@test.example", None)):
+        signed = await sign_in(client, email, tenant)
+        assert (await client.post("/api/v1/auth/logout", headers=signed)).status_code == 204  # a new version
+        minted_header, minted = header_and_claims(await login(client, email, tenant))
+        signed_header, real = header_and_claims(await sign_in(client, email, tenant))
+        assert minted_header == signed_header
+        assert minted.keys() == real.keys()
+        assert {k: v for k, v in minted.items() if k not in per_token} == {
+            k: v for k, v in real.items() if k not in per_token
+        }
+        assert minted["ver"] == header_and_claims(signed)[1]["ver"] + 1
+        assert minted["exp"] - minted["iat"] == pytest.approx(real["exp"] - real["iat"], abs=1)
+        assert (await client.get("/api/v1/auth/me", headers=signed)).status_code == 401
+
+
 async def test_password_change_revokes_tokens(client: AsyncTestClient[Any], world: World) -> None:
-    headers = await login(client, "doc.a@test.example", world.slug_a)
+    headers = await sign_in(client, "doc.a@test.example", world.slug_a)
     wrong = await client.post(
         "/api/v1/auth/password",
         headers=headers,
@@ -204,15 +229,15 @@ async def test_tenant_is_required_except_for_network_admins(client: AsyncTestCli
     response = await client.post("/api/v1/auth/token", json={"email": "doc.a@test.example", "password": PASSWORD})
     assert response.status_code == 401
     assert response.json()["detail"] == "email, password or tenant is wrong"
-    network = await login(client, "net@test.example", None)
+    network = await sign_in(client, "net@test.example", None)
     me = (await client.get("/api/v1/auth/me", headers=network)).json()
     assert me["tenant_id"] is None and me["roles"] == ["network_admin"]
 
 
 async def test_suspended_tenant_tokens_stop_at_once(client: AsyncTestClient[Any], world: World) -> None:
-    doc = await login(client, "doc.a@test.example", world.slug_a)
+    doc = await sign_in(client, "doc.a@test.example", world.slug_a)
     assert (await client.get("/api/v1/patients", headers=doc)).status_code == 200
-    network = await login(client, "net@test.example", None)
+    network = await sign_in(client, "net@test.example", None)
     suspended = await client.post(
         f"/api/v1/network/tenants/{world.tenant_a}/suspend", headers=network, json={"reason": "contract ended"}
     )
@@ -226,18 +251,18 @@ async def test_suspended_tenant_tokens_stop_at_once(client: AsyncTestClient[Any]
     assert relogin.status_code == 403
     # Tenant B is untouched.
     assert (
-        await client.get("/api/v1/patients", headers=await login(client, "doc.b@test.example", world.slug_b))
+        await client.get("/api/v1/patients", headers=await sign_in(client, "doc.b@test.example", world.slug_b))
     ).status_code == 200
     await client.post(f"/api/v1/network/tenants/{world.tenant_a}/activate", headers=network)
     # Reactivation revives no token issued before the suspension; signing in again works.
     assert (await client.get("/api/v1/patients", headers=doc)).status_code == 401
-    fresh = await login(client, "doc.a@test.example", world.slug_a)
+    fresh = await sign_in(client, "doc.a@test.example", world.slug_a)
     assert (await client.get("/api/v1/patients", headers=fresh)).status_code == 200
 
 
 async def test_removed_membership_stops_tokens(client: AsyncTestClient[Any], world: World) -> None:
-    doc = await login(client, "doc.a@test.example", world.slug_a)
-    admin = await login(client, "admin.a@test.example", world.slug_a)
+    doc = await sign_in(client, "doc.a@test.example", world.slug_a)
+    admin = await sign_in(client, "admin.a@test.example", world.slug_a)
     me = (await client.get("/api/v1/auth/me", headers=doc)).json()
     assert (await client.delete(f"/api/v1/users/{me['user_id']}", headers=admin)).status_code == 204
     assert (await client.get("/api/v1/auth/me", headers=doc)).status_code == 401
@@ -264,7 +289,7 @@ async def test_token_endpoint_is_rate_limited(settings: Settings, world: World) 
 
 async def test_api_is_rate_limited_per_client(settings: Settings, world: World) -> None:
     async with AsyncTestClient(app=create_app(settings)) as client:
-        headers = await login(client, "doc.a@test.example", world.slug_a)
+        headers = await sign_in(client, "doc.a@test.example", world.slug_a)
     limited = base_settings(
         database_url=settings.database_url,
         migration_database_url=settings.migration_database_url,

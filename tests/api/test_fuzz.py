@@ -18,6 +18,10 @@ from api.app import create_app
 from tests.conftest import PASSWORD, _build_world, base_settings
 from tests.factories import patient_body
 
+# Hundreds of generated bodies per test.
+pytestmark = pytest.mark.slow
+
+
 json_values = st.recursive(
     st.none()
     | st.booleans()

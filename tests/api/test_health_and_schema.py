@@ -76,7 +76,7 @@ async def test_an_unreachable_database_answers_503(settings: Settings) -> None:
 
 async def test_requests_go_through_while_the_rate_limit_store_is_down(settings: Settings, world: Any) -> None:
     """Redis only keeps rate-limit counters for the API: while it is unreachable the API keeps answering."""
-    from tests.conftest import login
+    from tests.conftest import sign_in
 
     down = base_settings(
         database_url=settings.database_url,
@@ -85,7 +85,7 @@ async def test_requests_go_through_while_the_rate_limit_store_is_down(settings: 
         rate_limit_api_per_minute=5,
     )
     async with AsyncTestClient(app=create_app(down)) as client:
-        headers = await login(client, "doc.a@test.example", world.slug_a)
+        headers = await sign_in(client, "doc.a@test.example", world.slug_a)
         codes = [(await client.get("/api/v1/patients", headers=headers)).status_code for _ in range(3)]
         assert codes == [200, 200, 200]
         assert (await client.get("/readyz")).status_code == 503

@@ -21,6 +21,7 @@ from tests.factories import patient_body
 
 
 @pytest.mark.postgres_only
+@pytest.mark.slow
 async def test_two_concurrent_acknowledgements(client: Any, world: World, backend: str, settings: Settings) -> None:
     doc = await login(client, "doc.a@test.example", world.slug_a)
     admin = await login(client, "admin.a@test.example", world.slug_a)
