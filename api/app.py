@@ -41,7 +41,7 @@ from api.controllers.users import UserController
 from api.deps import DEPENDENCIES
 from api.errors import EXCEPTION_HANDLERS
 from api.hub import Hub
-from api.openapi import ContractJsonRenderPlugin
+from api.openapi import ContractJsonPlugin
 from api.request_id import RequestIdMiddleware
 from core.settings import Settings, get_settings
 
@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         version=VERSION,
         description="Care coordination hub for a regional health network. Errors are RFC 9457 problem+json.",
         path="/schema",
-        render_plugins=[ContractJsonRenderPlugin(), SwaggerRenderPlugin()],
+        render_plugins=[ContractJsonPlugin(), SwaggerRenderPlugin()],
         components=Components(
             security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT")}
         ),

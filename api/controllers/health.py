@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar import get
 from litestar.datastructures import State
+from litestar.openapi import ResponseSpec
 from litestar.response import Response
 from sqlalchemy import text
 
@@ -20,7 +21,13 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@get("/readyz", opt=OPT, tags=["health"], summary="The database and the job broker are reachable")
+@get(
+    "/readyz",
+    opt=OPT,
+    tags=["health"],
+    summary="The database and the job broker are reachable",
+    responses={503: ResponseSpec(dict[str, Any], description="Not ready: `checks` says what is unreachable")},
+)
 async def readyz(state: State) -> Response[dict[str, Any]]:
     hub: Hub = state.hub
     checks: dict[str, str] = {}
