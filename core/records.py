@@ -12,14 +12,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from sqlalchemy import ARRAY, Select, any_, bindparam, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import joinedload, lazyload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from core import audit
 from core.db import IdMixin
 from core.errors import NotFound
 from core.principal import Principal
+from tenants.isolation import prebuilt
 
 Record = TypeVar("Record")
 Model = TypeVar("Model", bound=IdMixin)
@@ -49,19 +52,22 @@ async def get_or_404(
     return record
 
 
-_JOINED: dict[type[Any], tuple[Any, ...]] = {}
+_BY_ID: dict[type[Any], Any] = {}
 
 
-def _children_joined(model: type[Any]) -> tuple[Any, ...]:
-    """Loader options that bring a record's one eagerly loaded collection in the record's own query (one round
-    trip where ``selectin`` makes two), built once per model. Two collections stay ``selectin``: joined, they
-    would multiply each other's rows."""
-    options = _JOINED.get(model)
-    if options is None:
+def _by_id(model: type[Any]) -> Any:
+    """The statement that reads one record by id, built once per model (building a statement per request costs
+    more than running it). The record's one eagerly loaded collection comes in the same query (one round trip
+    where ``selectin`` makes two); two collections stay ``selectin``: joined, they would multiply each other's
+    rows."""
+    statement = _BY_ID.get(model)
+    if statement is None:
         eager = [r.key for r in sa_inspect(model).relationships if r.lazy == "selectin"]
-        options = (joinedload(getattr(model, eager[0])),) if len(eager) == 1 else ()
-        _JOINED[model] = options
-    return options
+        statement = select(model).where(model.id == bindparam("record_id"))
+        if len(eager) == 1:
+            statement = statement.options(joinedload(getattr(model, eager[0])))
+        statement = _BY_ID[model] = prebuilt(statement)
+    return statement
 
 
 async def load(session: AsyncSession, model: type[Any], record_id: uuid.UUID, *, for_update: bool = False) -> Any:
@@ -71,7 +77,60 @@ async def load(session: AsyncSession, model: type[Any], record_id: uuid.UUID, *,
     """
     if for_update:
         return await session.get(model, record_id, with_for_update=True, populate_existing=True)
-    return await session.get(model, record_id, options=_children_joined(model))
+    result = await session.execute(_by_id(model), {"record_id": record_id})
+    return result.unique().scalar_one_or_none()
+
+
+def _eager(model: type[Any]) -> list[Any]:
+    return [r for r in sa_inspect(model).relationships if r.lazy == "selectin"]
+
+
+_WITHOUT_EAGER: dict[type[Any], tuple[Any, ...]] = {}
+
+
+def many(model: type[Any]) -> Select[Any]:
+    """``select(model)`` for a list of records whose eager collections :func:`fill` loads afterwards (with one
+    statement built once per collection, where the ORM's ``selectin`` builds its statement at every load)."""
+    options = _WITHOUT_EAGER.get(model)
+    if options is None:
+        options = _WITHOUT_EAGER[model] = tuple(lazyload(getattr(model, r.key)) for r in _eager(model))
+    return select(model).options(*options)
+
+
+_CHILDREN: dict[tuple[Any, str], tuple[Any, Any]] = {}
+
+
+def _children_of(relationship: Any, dialect: str) -> tuple[Any, Any]:
+    """The statement reading a collection's rows for a list of parent ids (``ids``), and the child column that
+    names the parent. PostgreSQL takes the ids as one array parameter (one statement for any number of parents);
+    SQLite as an expanding ``IN``."""
+    found = _CHILDREN.get((relationship, dialect))
+    if found is None:
+        (parent_id, child_fk), *_ = [(p, c) for p, c in relationship.local_remote_pairs if p.key == "id"]
+        child = relationship.mapper.class_
+        column = getattr(child, child_fk.key)
+        if dialect == "postgresql":
+            condition = column == any_(bindparam("ids", type_=ARRAY(parent_id.type)))
+        else:
+            condition = column.in_(bindparam("ids", expanding=True))
+        statement = select(child).where(condition).order_by(*(relationship.order_by or ()))
+        found = _CHILDREN[(relationship, dialect)] = (prebuilt(statement), child_fk.key)
+    return found
+
+
+async def fill(session: AsyncSession, model: type[Any], records: list[Any]) -> None:
+    """Load the eager collections of ``records`` (read with :func:`many`): one query per collection."""
+    if not records:
+        return
+    dialect = session.bind.dialect.name if session.bind is not None else ""
+    ids = [r.id for r in records]
+    for relationship in _eager(model):
+        statement, parent_key = _children_of(relationship, dialect)
+        by_parent: dict[Any, list[Any]] = {i: [] for i in ids}
+        for child in (await session.scalars(statement, {"ids": ids})).all():
+            by_parent[getattr(child, parent_key)].append(child)
+        for record in records:
+            set_committed_value(record, relationship.key, by_parent[record.id])
 
 
 def not_found(

@@ -14,6 +14,7 @@ from core.db import utcnow
 from core.errors import Forbidden, InvalidInput, Unauthorized
 from tenants import passwords
 from tenants.context import get_tenant_id, tenant_context
+from tenants.isolation import prebuilt
 from tenants.models import PATIENT_ROLE, Membership, Tenant, User
 
 ACTIVE_STATUSES = ("pending", "active")
@@ -133,7 +134,7 @@ def _denial_reason(password_ok: bool, roles: tuple[str, ...], tenant_status: str
 
 # The caller's re-read, built once (building it cost more than running it): only the columns the checks read,
 # for a request's every call.
-_CALLER = (
+_CALLER = prebuilt(
     select(
         User.email,
         User.full_name,

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import ForeignKey, Table, event, text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -126,7 +126,31 @@ def _add_tenant_criteria(state: ORMExecuteState) -> None:
         return
     # Added to every statement: the criteria apply wherever a tenant-owned entity appears (selected,
     # joined, in select_from or a subquery), and cost nothing where none does.
-    state.statement = state.statement.options(_tenant_criteria(tenant_id))
+    statement = state.statement
+    per_tenant = _PREBUILT.get(id(statement))
+    if per_tenant is None:
+        state.statement = statement.options(_tenant_criteria(tenant_id))
+        return
+    with_criteria = per_tenant[1].get(tenant_id)
+    if with_criteria is None:
+        if len(per_tenant[1]) >= _PREBUILT_TENANTS:
+            per_tenant[1].clear()
+        with_criteria = per_tenant[1][tenant_id] = statement.options(_tenant_criteria(tenant_id))
+    state.statement = with_criteria
+
+
+_PREBUILT: dict[int, tuple[Executable, dict[uuid.UUID, Executable]]] = {}
+_PREBUILT_TENANTS = 4096
+
+Prebuilt = TypeVar("Prebuilt", bound=Executable)
+
+
+def prebuilt(statement: Prebuilt) -> Prebuilt:
+    """Register a statement built once at import and run with bound parameters on every request (a record
+    by id, the caller's re-read): its tenant-filtered form is kept per tenant, so that SQLAlchemy's cache key,
+    which it memoizes per statement object, is computed once per tenant instead of at every execution."""
+    _PREBUILT[id(statement)] = (statement, {})
+    return statement
 
 
 @lru_cache(maxsize=4096)
@@ -161,10 +185,10 @@ def _set_database_tenant(session: Session, _transaction: Any, connection: Any) -
     session.info[_BEGUN_SCOPE] = scope
     if connection.dialect.name != "postgresql":
         return
-    connection.execute(
-        text("SELECT set_config('app.tenant_id', :tenant, true), set_config('app.network_scope', :scope, true)"),
-        {"tenant": str(tenant_id) if tenant_id else "", "scope": "on" if scope else ""},
-    )
+    connection.execute(_SET_TENANT, {"tenant": str(tenant_id) if tenant_id else "", "scope": "on" if scope else ""})
+
+
+_SET_TENANT = text("SELECT set_config('app.tenant_id', :tenant, true), set_config('app.network_scope', :scope, true)")
 
 
 @event.listens_for(Session, "after_transaction_end")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
+from functools import lru_cache
+from typing import Any
 
 import msgspec
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, Integer, Select, String, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import inputs, outbox
+from core import inputs, outbox, records
 from core.consent import linking
 from core.db import utcnow
 from core.errors import Conflict, InvalidInput
@@ -17,6 +19,7 @@ from core.patients.models import Patient, PatientIdentifier
 from core.patients.schemas import Address, Identifier, PatientCreate, PatientOut, PatientUpdate
 from core.principal import Principal
 from core.records import Records
+from tenants.isolation import prebuilt
 
 RESOURCE = "Patient"
 
@@ -202,6 +205,41 @@ async def deactivate(session: AsyncSession, principal: Principal, patient_id: uu
     return PATIENTS.to_out(patient)
 
 
+@lru_cache(maxsize=128)
+def _search_query(
+    include_inactive: bool, name_parts: int, by_birth_date: bool, by_identifier: tuple[bool, bool] | None
+) -> Select[Patient]:
+    """The patient search for one combination of criteria, built once (building it cost more than running it);
+    the values come as parameters: ``name_<n>`` (a LIKE pattern per name part), ``birth_date``, ``system``,
+    ``value``, ``limit`` and ``offset``. ``by_identifier`` is (the system is named, the MRN may match)."""
+    query = records.many(Patient)
+    if not include_inactive:
+        query = query.where(Patient.active.is_(True))
+    for n in range(name_parts):
+        pattern = bindparam(f"name_{n}", type_=String)
+        query = query.where(
+            or_(
+                func.lower(Patient.given_name).like(pattern, escape="\\"),
+                func.lower(Patient.family_name).like(pattern, escape="\\"),
+            )
+        )
+    if by_birth_date:
+        query = query.where(Patient.birth_date == bindparam("birth_date"))
+    if by_identifier is not None:
+        named_system, mrn_too = by_identifier
+        ident_query = select(PatientIdentifier.patient_id).where(PatientIdentifier.value == bindparam("value"))
+        if named_system:
+            ident_query = ident_query.where(PatientIdentifier.system == bindparam("system"))
+        conditions: list[ColumnElement[bool]] = [Patient.id.in_(ident_query)]
+        if mrn_too:
+            conditions.append(Patient.mrn == bindparam("value"))
+        query = query.where(or_(*conditions))
+    query = query.order_by(Patient.family_name, Patient.given_name, Patient.id)
+    query = query.limit(bindparam("limit", type_=Integer)).offset(bindparam("offset", type_=Integer))
+    # A search of many name parts is built for itself, not kept: the number of kept statements stays bounded.
+    return prebuilt(query) if name_parts <= 4 else query
+
+
 async def search(
     session: AsyncSession,
     principal: Principal,
@@ -216,31 +254,20 @@ async def search(
     """Patients matching every given criterion; ``name`` matches the start of given or family name,
     ``identifier`` is ``value`` or ``system|value`` and also matches the MRN."""
     principal.require("patients", "read")
-    query = select(Patient)
-    if not include_inactive:
-        query = query.where(Patient.active.is_(True))
-    if name:
-        for part in name.split():
-            pattern = part.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            query = query.where(
-                or_(
-                    func.lower(Patient.given_name).like(pattern, escape="\\"),
-                    func.lower(Patient.family_name).like(pattern, escape="\\"),
-                )
-            )
-    if birth_date:
-        query = query.where(Patient.birth_date == birth_date)
+    params: dict[str, Any] = {"limit": limit, "offset": offset}
+    parts = name.split() if name else []
+    for n, part in enumerate(parts):
+        params[f"name_{n}"] = part.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    system, sep, value = (identifier or "").rpartition("|")
+    by_identifier = None
     if identifier:
-        system, sep, value = identifier.rpartition("|")
-        ident_query = select(PatientIdentifier.patient_id).where(PatientIdentifier.value == value)
-        if sep and system:
-            ident_query = ident_query.where(PatientIdentifier.system == system)
-        conditions: list[ColumnElement[bool]] = [Patient.id.in_(ident_query)]
-        if not sep or system in ("", "mrn"):
-            conditions.append(Patient.mrn == value)
-        query = query.where(or_(*conditions))
-    query = query.order_by(Patient.family_name, Patient.given_name, Patient.id).limit(limit).offset(offset)
-    patients = list((await session.scalars(query)).all())
+        by_identifier = (bool(sep and system), not sep or system in ("", "mrn"))
+        params.update(system=system, value=value)
+    if birth_date:
+        params["birth_date"] = birth_date
+    query = _search_query(include_inactive, len(parts), bool(birth_date), by_identifier)
+    patients = list((await session.scalars(query, params)).all())
+    await records.fill(session, Patient, patients)
     for patient in patients:
         PATIENTS.audit(session, principal, patient, "patient.search")
     return [PATIENTS.to_out(p) for p in patients]

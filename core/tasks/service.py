@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import case, select
+from sqlalchemy import BindParameter, Integer, Select, bindparam, case, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import inputs, outbox, staff
@@ -32,6 +33,7 @@ from core.tasks.schemas import (
     TaskUpdate,
     Transition,
 )
+from tenants.isolation import prebuilt
 
 RESOURCE = "Task"
 # Most pressing first when sorting a queue.
@@ -266,6 +268,40 @@ async def history(session: AsyncSession, principal: Principal, task_id: uuid.UUI
     ]
 
 
+@lru_cache(maxsize=64)
+def _queue_query(
+    queue: str, by_status: bool, by_patient: bool, by_priority: bool, by_assignee: bool
+) -> Select[Task, str, str]:
+    """A work queue's query for one combination of filters, built once (building it cost more than running it);
+    the values come as parameters: ``user_id``, ``now``, ``status``, ``patient_id``, ``priority``,
+    ``assignee_id``, ``limit`` and ``offset``."""
+    me: BindParameter[Any] = bindparam("user_id")
+    query = select(Task, Patient.given_name, Patient.family_name).join(Patient, Patient.id == Task.patient_id)
+    if queue == "mine":
+        query = query.where((Task.owner_id == me) | (Task.assignee_id == me))
+    elif queue == "team":
+        my_patients = (
+            select(CareTeam.patient_id)
+            .join(CareTeamMember, CareTeamMember.team_id == CareTeam.id)
+            .where(CareTeamMember.user_id == me)
+        )
+        query = query.where(Task.patient_id.in_(my_patients))
+    elif queue == "overdue":
+        query = query.where(Task.due_at < bindparam("now"), Task.status.in_(OPEN_STATUSES))
+    if by_status:
+        query = query.where(Task.status == bindparam("status"))
+    elif queue != "all":
+        query = query.where(Task.status.in_(OPEN_STATUSES))
+    if by_patient:
+        query = query.where(Task.patient_id == bindparam("patient_id"))
+    if by_priority:
+        query = query.where(Task.priority == bindparam("priority"))
+    if by_assignee:
+        query = query.where(Task.assignee_id == bindparam("assignee_id"))
+    query = query.order_by(Task.due_at.is_(None), Task.due_at, PRIORITY_RANK, Task.created_at, Task.id)
+    return prebuilt(query.limit(bindparam("limit", type_=Integer)).offset(bindparam("offset", type_=Integer)))
+
+
 async def queue(
     session: AsyncSession,
     principal: Principal,
@@ -286,34 +322,11 @@ async def queue(
     """
     principal.require("tasks", "read")
     now = utcnow()
-    query = select(Task, Patient.given_name, Patient.family_name).join(Patient, Patient.id == Task.patient_id)
-    if queue == "mine":
-        query = query.where((Task.owner_id == principal.user_id) | (Task.assignee_id == principal.user_id))
-    elif queue == "team":
-        my_patients = (
-            select(CareTeam.patient_id)
-            .join(CareTeamMember, CareTeamMember.team_id == CareTeam.id)
-            .where(CareTeamMember.user_id == principal.user_id)
-        )
-        query = query.where(Task.patient_id.in_(my_patients))
-    elif queue == "overdue":
-        query = query.where(Task.due_at < now, Task.status.in_(OPEN_STATUSES))
-    if status is not None:
-        query = query.where(Task.status == status)
-    elif queue != "all":
-        query = query.where(Task.status.in_(OPEN_STATUSES))
-    if patient_id is not None:
-        query = query.where(Task.patient_id == patient_id)
-    if priority is not None:
-        query = query.where(Task.priority == priority)
-    if assignee_id is not None:
-        query = query.where(Task.assignee_id == assignee_id)
-    query = (
-        query.order_by(Task.due_at.is_(None), Task.due_at, PRIORITY_RANK, Task.created_at, Task.id)
-        .limit(limit)
-        .offset(offset)
-    )
-    rows = (await session.execute(query)).all()
+    shape = (queue, status is not None, patient_id is not None, priority is not None, assignee_id is not None)
+    params = {"user_id": principal.user_id, "now": now, "limit": limit, "offset": offset}
+    params.update(status=status, patient_id=patient_id, priority=priority, assignee_id=assignee_id)
+    query = _queue_query(*shape)
+    rows = (await session.execute(query, params)).all()
     for task, _given, _family in rows:
         TASKS.audit(session, principal, task, "task.search")
     return [to_out(task, now, f"{given} {family}") for task, given, family in rows]
