@@ -5,16 +5,15 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import JSON, CheckConstraint, Index, String, Table, UniqueConstraint, event, insert, select
+from sqlalchemy import JSON, CheckConstraint, Index, String, UniqueConstraint, event, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, ORMExecuteState, Session, SessionTransaction, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core.db import Base, IdMixin, utcnow
 from core.errors import InvalidInput
-from tenants.context import NoTenantContext, get_tenant_id, network_scope_reason
-from tenants.isolation import TenantOwned
+from tenants.isolation import TenantOwned, append
 
 if TYPE_CHECKING:
     from core.principal import Principal
@@ -80,9 +79,8 @@ def record(
     """Append an audit event to the session's transaction (it commits or rolls back with the change).
 
     The event belongs to ``tenant_id`` if given (only inside a network scope may it differ from the current
-    tenant), else to the current tenant. It is kept aside as a plain row and written with the transaction's
-    other pending events in one INSERT, before the session's next statement or at commit, without the unit of
-    work (which costs more than the rest of a read); a rollback discards it, as it would discard the change.
+    tenant), else to the current tenant. It is written as a plain row with the transaction's other events in one
+    INSERT (:func:`tenants.isolation.append`), without the unit of work, which costs more than the rest of a read.
     """
     if outcome not in OUTCOMES:
         raise ValueError(f"unknown audit outcome {outcome!r}")
@@ -98,58 +96,8 @@ def record(
         "reason": reason,
         "detail": detail,
         "id": uuid.uuid4(),
-        "tenant_id": _owner(tenant_id),
     }
-    sync = session.sync_session
-    if sync.get_nested_transaction() is not None:
-        # Inside a savepoint the event must go if the savepoint is rolled back: the unit of work knows how.
-        sync.add(AuditEvent(**row))
-        return
-    if not sync.in_transaction():
-        sync.begin()  # what session.add() would do: the event belongs to the transaction that begins here
-    sync.info.setdefault(_PENDING, []).append(row)
-
-
-_PENDING = "carehub.audit_pending"
-_TABLE = cast(Table, AuditEvent.__table__)
-
-
-def _owner(tenant_id: uuid.UUID | None) -> uuid.UUID:
-    """The tenant an audit event is written in, with the rules the session applies to every new row
-    (``tenants.isolation``): the current tenant, or another only inside a network scope."""
-    current = get_tenant_id()
-    if tenant_id is None or tenant_id == current:
-        if current is None:
-            raise NoTenantContext("cannot write AuditEvent without a tenant context")
-        return current
-    if network_scope_reason() is None:
-        raise NoTenantContext("AuditEvent belongs to another tenant than the current context")
-    return tenant_id
-
-
-def _write_pending(session: Session) -> None:
-    rows = session.info.pop(_PENDING, None)
-    if rows:
-        session.connection().execute(insert(_TABLE), rows)
-
-
-@event.listens_for(Session, "do_orm_execute")
-def _write_before_statement(state: ORMExecuteState) -> None:
-    """Pending events are written before the session's next statement (which may read them back)."""
-    if _PENDING in state.session.info:
-        _write_pending(state.session)
-
-
-@event.listens_for(Session, "before_commit")
-def _write_before_commit(session: Session) -> None:
-    _write_pending(session)
-
-
-@event.listens_for(Session, "after_transaction_end")
-def _forget_pending(session: Session, transaction: SessionTransaction) -> None:
-    """A transaction that ends without commit (rolled back, closed) takes its unwritten events with it."""
-    if transaction.parent is None:
-        session.info.pop(_PENDING, None)
+    append(session, AuditEvent, row, tenant_id=tenant_id)
 
 
 FAILURES_KEY = "carehub.audit_after_rollback"

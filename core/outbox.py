@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from core.db import Base, IdMixin, utcnow
-from tenants.isolation import TenantOwned
+from tenants.isolation import TenantOwned, append
 
 
 class OutboxEvent(IdMixin, TenantOwned, Base):
@@ -35,5 +35,6 @@ class OutboxEvent(IdMixin, TenantOwned, Base):
 
 
 def emit(session: AsyncSession, topic: str, payload: dict[str, Any], aggregate_id: uuid.UUID | None = None) -> None:
-    """Write a domain event into the current transaction's outbox."""
-    session.add(OutboxEvent(topic=topic, payload=payload, aggregate_id=aggregate_id))
+    """Write a domain event into the current transaction's outbox (a plain row: see ``tenants.isolation.append``)."""
+    row = {"topic": topic, "aggregate_id": aggregate_id, "payload": payload, "created_at": utcnow()}
+    append(session, OutboxEvent, row | {"published_at": None, "attempts": 0, "id": uuid.uuid4()})

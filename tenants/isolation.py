@@ -18,13 +18,14 @@ from contextlib import asynccontextmanager
 from functools import lru_cache
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import ForeignKey, Table, event, text
+from sqlalchemy import ForeignKey, Table, event, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import (
     LoaderCriteriaOption,
     Mapped,
     ORMExecuteState,
     Session,
+    SessionTransaction,
     declared_attr,
     mapped_column,
     with_loader_criteria,
@@ -196,6 +197,67 @@ def _forget_tenant(session: Session, transaction: Any) -> None:
     if transaction.parent is None:
         session.info.pop(_BEGUN_TENANT, None)
         session.info.pop(_BEGUN_SCOPE, None)
+
+
+def append(session: AsyncSession, model: type[Any], row: dict[str, Any], *, tenant_id: uuid.UUID | None = None) -> None:
+    """Add a new row of an append-only tenant-owned table (audit events, outbox events) to the session's
+    transaction, as a plain row rather than an ORM object: the unit of work costs more than the rest of a read.
+
+    The row belongs to ``tenant_id`` if given, else to the current tenant, with the rules of every new row (another
+    tenant only inside a network scope; none without a tenant context). The transaction's pending rows are written
+    in one INSERT per table, before the session's next statement (which may read them back) or at commit; a
+    rollback discards them with the change. Inside a savepoint the unit of work takes the row, so that rolling the
+    savepoint back removes it.
+    """
+    row["tenant_id"] = _owner(model, tenant_id)
+    sync = session.sync_session
+    if sync.get_nested_transaction() is not None:
+        sync.add(model(**row))
+        return
+    if not sync.in_transaction():
+        sync.begin()  # what session.add() would do: the row belongs to the transaction that begins here
+    pending: dict[Table, list[dict[str, Any]]] = sync.info.setdefault(_PENDING, {})
+    pending.setdefault(cast(Table, model.__table__), []).append(row)
+
+
+_PENDING = "carehub.pending_rows"
+
+
+def _owner(model: type[Any], tenant_id: uuid.UUID | None) -> uuid.UUID:
+    current = get_tenant_id()
+    if tenant_id is None or tenant_id == current:
+        if current is None:
+            raise NoTenantContext(f"cannot write {model.__name__} without a tenant context")
+        return current
+    if network_scope_reason() is None:
+        raise NoTenantContext(f"{model.__name__} belongs to another tenant than the current context")
+    return tenant_id
+
+
+def _write_pending(session: Session) -> None:
+    pending = session.info.pop(_PENDING, None)
+    if pending:
+        connection = session.connection()
+        for table, rows in pending.items():
+            connection.execute(insert(table), rows)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _write_before_statement(state: ORMExecuteState) -> None:
+    if _PENDING in state.session.info:
+        _write_pending(state.session)
+
+
+@event.listens_for(Session, "before_commit")
+def _write_before_commit(session: Session) -> None:
+    _write_pending(session)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_pending(session: Session, transaction: SessionTransaction) -> None:
+    """A transaction that ends without commit (rolled back, closed) takes its unwritten rows with it."""
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
 
 
 @asynccontextmanager

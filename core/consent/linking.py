@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
@@ -27,6 +27,8 @@ from core.errors import Conflict, NotFound
 from core.patients.models import Patient, PatientIdentifier
 from core.principal import Principal
 from core.records import get_or_404
+from tenants.context import NoTenantContext, get_tenant_id
+from tenants.isolation import prebuilt
 from tenants.models import Network, Tenant
 
 RESOURCE = "PatientLink"
@@ -48,6 +50,59 @@ async def link_of(session: AsyncSession, tenant_id: uuid.UUID, patient_id: uuid.
     )
 
 
+_NETWORK_OF = prebuilt(
+    select(Network.id, Network.link_systems)
+    .join(Tenant, Tenant.network_id == Network.id)
+    .where(Tenant.id == bindparam("tenant_id"))
+)
+
+
+async def link_new(session: AsyncSession, patient: Patient, actor: Actor) -> None:
+    """Give a record created in this transaction its link: what :func:`sync_patient` does, without reading back
+    what a new record cannot have yet (a link, stored keys; its identifiers are the ones in hand).
+
+    The person, the link and its keys are written as rows (ORM bulk inserts), in the order their foreign keys
+    need; the unit of work, which no relationship orders here, would take a flush for each.
+    """
+    tenant_id = patient.tenant_id or get_tenant_id()
+    if tenant_id is None:
+        raise NoTenantContext("cannot link a patient record without a tenant context")
+    # The first statement writes the record itself (autoflush) before its link refers to it.
+    network_id, systems = (await session.execute(_NETWORK_OF, {"tenant_id": tenant_id})).one()
+    linking_systems = set(systems or [])
+    keys = sorted({(i.system, i.value) for i in patient.identifiers if i.system in linking_systems})
+    person_id = await _shared_person(session, network_id, tenant_id, patient.id, keys)
+    method = "new" if person_id is None else "identifier"
+    now = utcnow()
+    if person_id is None:
+        person_id = uuid.uuid4()
+        await session.execute(insert(Person), [{"network_id": network_id, "created_at": now, "id": person_id}])
+    link = {
+        "tenant_id": tenant_id,
+        "patient_id": patient.id,
+        "person_id": person_id,
+        "method": method,
+        "linked_by": None,
+        "linked_at": now,
+        "given_key": name_key(patient.given_name),
+        "family_key": name_key(patient.family_name),
+        "birth_date": patient.birth_date,
+        "sex": patient.sex,
+        "postal_code": _postal_code(patient),
+        "primary_care": False,
+        "id": uuid.uuid4(),
+    }
+    await session.execute(insert(PatientLink), [link])
+    if keys:
+        rows = [
+            {"tenant_id": tenant_id, "patient_id": patient.id, "system": system, "value": value}
+            for system, value in keys
+        ]
+        await session.execute(insert(PatientLinkKey), [row | {"id": uuid.uuid4()} for row in rows])
+    if method == "identifier":
+        _audit_identifier_link(session, actor, patient.id, person_id)
+
+
 async def sync_patient(session: AsyncSession, patient: Patient, actor: Actor) -> PatientLink:
     """Keep the record's link (keys and person) in step with the record; call after a create or an update.
 
@@ -57,13 +112,7 @@ async def sync_patient(session: AsyncSession, patient: Patient, actor: Actor) ->
     await session.flush()
     tenant_id = patient.tenant_id
     link = await link_of(session, tenant_id, patient.id)
-    network_id, systems = (
-        await session.execute(
-            select(Network.id, Network.link_systems)
-            .join(Tenant, Tenant.network_id == Network.id)
-            .where(Tenant.id == tenant_id)
-        )
-    ).one()
+    network_id, systems = (await session.execute(_NETWORK_OF, {"tenant_id": tenant_id})).one()
     # Only identifiers of the network's linking systems link records; a tenant's own systems never do.
     rows = await session.execute(
         select(PatientIdentifier.system, PatientIdentifier.value).where(

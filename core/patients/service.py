@@ -98,11 +98,14 @@ def _address(value: Address | None) -> dict[str, object] | None:
     return stored or None
 
 
+_BY_MRN = prebuilt(select(Patient.id).where(Patient.mrn == bindparam("mrn")))
+
+
 async def create(session: AsyncSession, principal: Principal, data: PatientCreate) -> PatientOut:
     principal.require("patients", "write")
     _check_birth_date(data.birth_date)
     _check_identifiers(data.identifiers)
-    if await session.scalar(select(Patient.id).where(Patient.mrn == data.mrn)) is not None:
+    if await session.scalar(_BY_MRN, {"mrn": data.mrn}) is not None:
         raise Conflict(f"a patient with MRN {data.mrn} already exists", field="mrn")
     await _identifier_taken(session, data.identifiers)
     patient = Patient(
@@ -121,8 +124,7 @@ async def create(session: AsyncSession, principal: Principal, data: PatientCreat
     session.add(patient)
     PATIENTS.audit(session, principal, patient, "patient.create")
     outbox.emit(session, "patient.created", {"patient_id": str(patient.id)}, aggregate_id=patient.id)
-    await session.flush()
-    await linking.sync_patient(session, patient, principal.actor)
+    await linking.link_new(session, patient, principal.actor)
     return PATIENTS.to_out(patient)
 
 
