@@ -40,6 +40,7 @@ Row = dict[str, Any]
 class Tx(Protocol):
     async def rows(self, sql: str, *args: Any) -> list[Row]: ...
     async def run(self, sql: str, *args: Any) -> None: ...
+    async def many(self, sql: str, rows: list[tuple[Any, ...]]) -> None: ...
 
 
 class CoreTx:
@@ -64,6 +65,9 @@ class CoreTx:
     async def run(self, sql: str, *args: Any) -> None:
         await self._conn.execute(self._text(sql), {f"p{n}": v for n, v in enumerate(args, 1)})
 
+    async def many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        await self._conn.execute(self._text(sql), [{f"p{n}": v for n, v in enumerate(r, 1)} for r in rows])
+
 
 class PgTx:
     """Statements through raw asyncpg (prepared and cached by asyncpg)."""
@@ -76,6 +80,9 @@ class PgTx:
 
     async def run(self, sql: str, *args: Any) -> None:
         await self._conn.execute(sql, *args)
+
+    async def many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        await self._conn.executemany(sql, rows)
 
 
 class Floor:
@@ -134,15 +141,16 @@ async def _caller(db: Tx, user_id: uuid.UUID, tenant_id: uuid.UUID | None) -> Ro
 async def _audit(
     db: Tx, caller: Row, action: str, kind: str, items: Sequence[tuple[Any, Any]], detail: Any = None
 ) -> None:
-    """The request's audit events, one row per (patient id, resource id), in one INSERT."""
+    """The request's audit events, one row per (patient id, resource id), sent together."""
     if not items:
         return
     now, roles, detail_json = datetime.now(UTC), json.dumps(caller["roles"]), json.dumps(detail)
-    args: list[Any] = []
-    for patient_id, resource_id in items:
-        args += [now, caller["id"], roles, patient_id, action, kind, str(resource_id), "success", None, detail_json]
-        args += [uuid.uuid4(), caller["tenant_id"]]
-    await db.run(q.audit_insert(len(items)), *args)
+    user, tenant = caller["id"], caller["tenant_id"]
+    rows = [
+        (now, user, roles, patient, action, kind, str(resource), "success", None, detail_json, uuid.uuid4(), tenant)
+        for patient, resource in items
+    ]
+    await db.many(q.AUDIT_INSERT, rows)
 
 
 def _json(value: Any) -> Any:
@@ -184,11 +192,11 @@ async def list_patients(request: Request[Any, Any, Any], limit: int = 50, offset
     async with _floor(request).tx(request) as (db, caller):
         rows = await db.rows(q.PATIENT_PAGE, caller["tenant_id"], limit, offset)
         ids = [r["id"] for r in rows]
-        identifiers = await db.rows(q.IDENTIFIERS_OF, caller["tenant_id"], ids) if ids else []
+        identifiers = await db.rows(q.IDENTIFIERS_OF, ids, caller["tenant_id"]) if ids else []
         await _audit(db, caller, "patient.search", "Patient", [(i, i) for i in ids])
     by_patient: dict[Any, list[Row]] = {}
     for i in identifiers:
-        by_patient.setdefault(i["owner_id"], []).append(i)
+        by_patient.setdefault(i["patient_id"], []).append(i)
     items = [_patient_out(r, by_patient.get(r["id"], [])) for r in rows]
     page = {"limit": limit, "offset": offset, "next_offset": offset + limit if len(rows) == limit else None}
     return {"items": items, "page": page}
@@ -215,13 +223,11 @@ async def create_patient(request: Request[Any, Any, Any]) -> Row:
         await db.run(q.OUTBOX_INSERT, "patient.created", patient_id, payload, now, None, 0, uuid.uuid4(), tenant_id)
         row = [data.mrn, data.given_name, data.family_name, data.birth_date, data.sex, None, None, "null", None]
         await db.run(q.PATIENT_INSERT, *row, True, None, patient_id, now, now, tenant_id)
-        await db.rows(q.LINK_OF_PATIENT, tenant_id, patient_id)
         network = (await db.rows(q.NETWORK_OF_TENANT, tenant_id))[0]
-        await db.rows(q.LINK_KEYS, patient_id, tenant_id, ["urn:carehub:network-id"])
         person_id = uuid.uuid4()
         await db.run(q.PERSON_INSERT, network["id"], now, person_id)
-        keys = [data.given_name.lower(), data.family_name.lower(), data.birth_date, data.sex, None, False]
-        await db.run(q.LINK_INSERT, tenant_id, patient_id, person_id, "new", None, now, *keys, uuid.uuid4())
+        keys = [data.given_name.lower(), data.family_name.lower(), data.birth_date, data.sex, False]
+        await db.run(q.LINK_INSERT, tenant_id, patient_id, person_id, "new", now, *keys, uuid.uuid4())
     out = dict(zip(("mrn", "given_name", "family_name", "birth_date", "sex", "phone", "email"), row, strict=False))
     out.update(id=patient_id, address=None, language=None, identifiers=[], active=True)
     out.update(created_at=now, updated_at=now)
@@ -248,13 +254,13 @@ async def read_care_plan(request: Request[Any, Any, Any], plan_id: uuid.UUID) ->
         found = await db.rows(q.CARE_PLAN, plan_id, caller["tenant_id"])
         if not found:
             raise NotFoundException("care plan not found")
-        goals = await db.rows(q.CARE_PLAN_GOALS, caller["tenant_id"], plan_id)
-        activities = await db.rows(q.CARE_PLAN_ACTIVITIES, caller["tenant_id"], plan_id)
+        goals = await db.rows(q.CARE_PLAN_GOALS, [plan_id], caller["tenant_id"])
+        activities = await db.rows(q.CARE_PLAN_ACTIVITIES, [plan_id], caller["tenant_id"])
         await _audit(db, caller, "care_plan.read", "CarePlan", [(found[0]["patient_id"], plan_id)])
     plan = {k: v for k, v in found[0].items() if k != "tenant_id"}
     plan["structured"] = _json(plan["structured"])
-    plan["goals"] = [{k: v for k, v in g.items() if k not in ("owner_id", "tenant_id")} for g in goals]
-    plan["activities"] = [{k: v for k, v in a.items() if k not in ("owner_id", "tenant_id")} for a in activities]
+    plan["goals"] = [{k: v for k, v in g.items() if k != "tenant_id"} for g in goals]
+    plan["activities"] = [{k: v for k, v in a.items() if k != "tenant_id"} for a in activities]
     return plan
 
 

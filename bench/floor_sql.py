@@ -49,13 +49,12 @@ PATIENT_PAGE = (
     f"SELECT {_PATIENT_COLUMNS} FROM patients WHERE patients.active IS true AND patients.tenant_id = $1"  # noqa: S608
     " ORDER BY patients.family_name, patients.given_name, patients.id LIMIT $2 OFFSET $3"
 )
-# ``$2`` is a uuid[]: one statement for any number of patients (the ORM's IN list, as one parameter).
+# ``$1`` is a uuid[]: one statement for any number of patients (the record loader's collection query).
 IDENTIFIERS_OF = (
-    "SELECT patients_1.id AS owner_id, patient_identifiers.patient_id, patient_identifiers.system,"
-    " patient_identifiers.value, patient_identifiers.id, patient_identifiers.tenant_id"
-    " FROM patients AS patients_1 JOIN patient_identifiers ON patients_1.id = patient_identifiers.patient_id"
-    " AND patients_1.tenant_id = patient_identifiers.tenant_id AND patient_identifiers.tenant_id = $1"
-    " WHERE patients_1.id = ANY($2) AND patients_1.tenant_id = $1 ORDER BY patient_identifiers.system"
+    "SELECT patient_identifiers.patient_id, patient_identifiers.system, patient_identifiers.value,"
+    " patient_identifiers.id, patient_identifiers.tenant_id FROM patient_identifiers"
+    " WHERE patient_identifiers.patient_id = ANY($1) AND patient_identifiers.tenant_id = $2"
+    " ORDER BY patient_identifiers.system"
 )
 PATIENT_BY_MRN = "SELECT patients.id FROM patients WHERE patients.mrn = $1 AND patients.tenant_id = $2"
 PATIENT_INSERT = (
@@ -63,26 +62,15 @@ PATIENT_INSERT = (
     " deactivated_at, id, created_at, updated_at, tenant_id)"
     " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
 )
-LINK_OF_PATIENT = (
-    "SELECT patient_links.tenant_id, patient_links.patient_id, patient_links.person_id, patient_links.method,"
-    " patient_links.linked_by, patient_links.linked_at, patient_links.given_key, patient_links.family_key,"
-    " patient_links.birth_date, patient_links.sex, patient_links.postal_code, patient_links.primary_care,"
-    " patient_links.id FROM patient_links WHERE patient_links.tenant_id = $1 AND patient_links.patient_id = $2"
-)
 NETWORK_OF_TENANT = (
     "SELECT networks.id, networks.link_systems FROM networks JOIN tenants ON tenants.network_id = networks.id"
     " WHERE tenants.id = $1"
 )
-LINK_KEYS = (
-    "SELECT patient_identifiers.system, patient_identifiers.value FROM patient_identifiers"
-    " WHERE patient_identifiers.patient_id = $1 AND patient_identifiers.system = ANY($3)"
-    " AND patient_identifiers.tenant_id = $2"
-)
 PERSON_INSERT = "INSERT INTO persons (network_id, created_at, id) VALUES ($1, $2, $3)"
+# A new record's link, as the ORM's bulk insert writes it (the columns that are null left out).
 LINK_INSERT = (
-    "INSERT INTO patient_links (tenant_id, patient_id, person_id, method, linked_by, linked_at, given_key,"
-    " family_key, birth_date, sex, postal_code, primary_care, id)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+    "INSERT INTO patient_links (tenant_id, patient_id, person_id, method, linked_at, given_key, family_key,"
+    " birth_date, sex, primary_care, id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
 )
 
 TASKS_MINE = (
@@ -104,23 +92,21 @@ CARE_PLAN = (
     " care_plans.created_at, care_plans.updated_at, care_plans.tenant_id"
     " FROM care_plans WHERE care_plans.id = $1 AND care_plans.tenant_id = $2"
 )
+# ``$1`` is a uuid[] of plan ids (the record loader's collection queries).
 CARE_PLAN_GOALS = (
-    "SELECT care_plans_1.id AS owner_id, care_plan_goals.plan_id, care_plan_goals.description,"
-    " care_plan_goals.measure, care_plan_goals.target_value, care_plan_goals.due_date,"
-    " care_plan_goals.lifecycle_status, care_plan_goals.achievement_status, care_plan_goals.id,"
-    " care_plan_goals.created_at, care_plan_goals.updated_at, care_plan_goals.tenant_id"
-    " FROM care_plans AS care_plans_1 JOIN care_plan_goals ON care_plans_1.id = care_plan_goals.plan_id"
-    " AND care_plans_1.tenant_id = care_plan_goals.tenant_id AND care_plan_goals.tenant_id = $1"
-    " WHERE care_plans_1.id = $2 AND care_plans_1.tenant_id = $1 ORDER BY care_plan_goals.created_at"
+    "SELECT care_plan_goals.plan_id, care_plan_goals.description, care_plan_goals.measure,"
+    " care_plan_goals.target_value, care_plan_goals.due_date, care_plan_goals.lifecycle_status,"
+    " care_plan_goals.achievement_status, care_plan_goals.id, care_plan_goals.created_at,"
+    " care_plan_goals.updated_at, care_plan_goals.tenant_id FROM care_plan_goals"
+    " WHERE care_plan_goals.plan_id = ANY($1) AND care_plan_goals.tenant_id = $2 ORDER BY care_plan_goals.created_at"
 )
 CARE_PLAN_ACTIVITIES = (
-    "SELECT care_plans_1.id AS owner_id, care_plan_activities.plan_id, care_plan_activities.kind,"
-    " care_plan_activities.description, care_plan_activities.status, care_plan_activities.task_id,"
-    " care_plan_activities.appointment_id, care_plan_activities.id, care_plan_activities.created_at,"
-    " care_plan_activities.updated_at, care_plan_activities.tenant_id"
-    " FROM care_plans AS care_plans_1 JOIN care_plan_activities ON care_plans_1.id = care_plan_activities.plan_id"
-    " AND care_plans_1.tenant_id = care_plan_activities.tenant_id AND care_plan_activities.tenant_id = $1"
-    " WHERE care_plans_1.id = $2 AND care_plans_1.tenant_id = $1 ORDER BY care_plan_activities.created_at"
+    "SELECT care_plan_activities.plan_id, care_plan_activities.kind, care_plan_activities.description,"
+    " care_plan_activities.status, care_plan_activities.task_id, care_plan_activities.appointment_id,"
+    " care_plan_activities.id, care_plan_activities.created_at, care_plan_activities.updated_at,"
+    " care_plan_activities.tenant_id FROM care_plan_activities"
+    " WHERE care_plan_activities.plan_id = ANY($1) AND care_plan_activities.tenant_id = $2"
+    " ORDER BY care_plan_activities.created_at"
 )
 
 THREAD = (
@@ -162,10 +148,5 @@ USER_NAMES = (
 )
 
 
-def audit_insert(rows: int) -> str:
-    """One INSERT for ``rows`` audit events (the ORM's insertmanyvalues batch)."""
-    values = ", ".join(
-        "(" + ", ".join(f"${n * 12 + k}" for k in range(1, 13)) + ")"  # 12 columns per row
-        for n in range(rows)
-    )
-    return f"INSERT INTO audit_events ({AUDIT_COLUMNS}) VALUES {values}"  # noqa: S608
+# A request's audit events: this statement once per event, sent together (the driver's executemany).
+AUDIT_INSERT = f"INSERT INTO audit_events ({AUDIT_COLUMNS}) VALUES ({', '.join(f'${n}' for n in range(1, 13))})"  # noqa: S608

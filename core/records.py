@@ -58,31 +58,43 @@ _BY_ID: dict[type[Any], Any] = {}
 def _by_id(model: type[Any]) -> Any:
     """The statement that reads one record by id, built once per model (building a statement per request costs
     more than running it). The record's one eagerly loaded collection comes in the same query (one round trip
-    where ``selectin`` makes two); two collections stay ``selectin``: joined, they would multiply each other's
-    rows."""
+    where ``selectin`` makes two); several are loaded by :func:`fill` (joined, they would multiply each other's
+    rows)."""
     statement = _BY_ID.get(model)
     if statement is None:
-        eager = [r.key for r in sa_inspect(model).relationships if r.lazy == "selectin"]
-        statement = select(model).where(model.id == bindparam("record_id"))
+        eager = _eager(model)
         if len(eager) == 1:
-            statement = statement.options(joinedload(getattr(model, eager[0])))
-        statement = _BY_ID[model] = prebuilt(statement)
+            statement = select(model).options(joinedload(getattr(model, eager[0].key)))
+        else:
+            statement = many(model)
+        statement = _BY_ID[model] = prebuilt(statement.where(model.id == bindparam("record_id")))
     return statement
 
 
 async def load(session: AsyncSession, model: type[Any], record_id: uuid.UUID, *, for_update: bool = False) -> Any:
     """The record with this id (``None`` if absent or another tenant's), with its eager collections.
 
-    A locked read keeps the collections' second query: PostgreSQL cannot lock the nullable side of an outer join.
+    A locked read keeps the ORM's second query for the collections: PostgreSQL cannot lock the nullable side of
+    an outer join.
     """
     if for_update:
         return await session.get(model, record_id, with_for_update=True, populate_existing=True)
     result = await session.execute(_by_id(model), {"record_id": record_id})
-    return result.unique().scalar_one_or_none()
+    record = result.unique().scalar_one_or_none()
+    if record is not None and len(_eager(model)) > 1:
+        await fill(session, model, [record])
+    return record
+
+
+_EAGER: dict[type[Any], list[Any]] = {}
 
 
 def _eager(model: type[Any]) -> list[Any]:
-    return [r for r in sa_inspect(model).relationships if r.lazy == "selectin"]
+    """The model's eagerly loaded (``selectin``) collections."""
+    found = _EAGER.get(model)
+    if found is None:
+        found = _EAGER[model] = [r for r in sa_inspect(model).relationships if r.lazy == "selectin"]
+    return found
 
 
 _WITHOUT_EAGER: dict[type[Any], tuple[Any, ...]] = {}
