@@ -218,16 +218,16 @@ async def create_patient(request: Request[Any, Any, Any]) -> Row:
         if await db.rows(q.PATIENT_BY_MRN, data.mrn, tenant_id):
             raise HTTPException(status_code=409, detail="a patient with this MRN exists")
         patient_id, now = uuid.uuid4(), datetime.now(UTC)
+        row = [data.mrn, data.given_name, data.family_name, data.birth_date, data.sex, None, None, "null", None]
+        await db.run(q.PATIENT_INSERT, *row, True, None, patient_id, now, now, tenant_id)
         await _audit(db, caller, "patient.create", "Patient", [(patient_id, patient_id)])
         payload = json.dumps({"patient_id": str(patient_id)})
         await db.run(q.OUTBOX_INSERT, "patient.created", patient_id, payload, now, None, 0, uuid.uuid4(), tenant_id)
-        row = [data.mrn, data.given_name, data.family_name, data.birth_date, data.sex, None, None, "null", None]
-        await db.run(q.PATIENT_INSERT, *row, True, None, patient_id, now, now, tenant_id)
         network = (await db.rows(q.NETWORK_OF_TENANT, tenant_id))[0]
         person_id = uuid.uuid4()
         await db.run(q.PERSON_INSERT, network["id"], now, person_id)
-        keys = [data.given_name.lower(), data.family_name.lower(), data.birth_date, data.sex, False]
-        await db.run(q.LINK_INSERT, tenant_id, patient_id, person_id, "new", now, *keys, uuid.uuid4())
+        keys = [data.given_name.lower(), data.family_name.lower(), data.birth_date, data.sex, None, False]
+        await db.run(q.LINK_INSERT, tenant_id, patient_id, person_id, "new", None, now, *keys, uuid.uuid4())
     out = dict(zip(("mrn", "given_name", "family_name", "birth_date", "sex", "phone", "email"), row, strict=False))
     out.update(id=patient_id, address=None, language=None, identifiers=[], active=True)
     out.update(created_at=now, updated_at=now)

@@ -67,10 +67,10 @@ NETWORK_OF_TENANT = (
     " WHERE tenants.id = $1"
 )
 PERSON_INSERT = "INSERT INTO persons (network_id, created_at, id) VALUES ($1, $2, $3)"
-# A new record's link, as the ORM's bulk insert writes it (the columns that are null left out).
 LINK_INSERT = (
-    "INSERT INTO patient_links (tenant_id, patient_id, person_id, method, linked_at, given_key, family_key,"
-    " birth_date, sex, primary_care, id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+    "INSERT INTO patient_links (tenant_id, patient_id, person_id, method, linked_by, linked_at, given_key,"
+    " family_key, birth_date, sex, postal_code, primary_care, id)"
+    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
 )
 
 TASKS_MINE = (

@@ -45,33 +45,24 @@ class TenantOwned:
 
     @declared_attr
     def tenant_id(cls) -> Mapped[uuid.UUID]:
-        return mapped_column(ForeignKey("tenants.id", ondelete="RESTRICT"), index=True, nullable=False)
+        return mapped_column(
+            ForeignKey("tenants.id", ondelete="RESTRICT"), index=True, nullable=False, info={_OWNED: True}
+        )
 
 
-def _tenant_tables() -> frozenset[Table]:
-    tables = set()
-    for cls in _all_subclasses(TenantOwned):
-        table = getattr(cls, "__table__", None)
-        if isinstance(table, Table):
-            tables.add(table)
-    return frozenset(tables)
+# Marks the tenant column of a TenantOwned table, so that a table is known as tenant-owned from itself.
+_OWNED = "carehub.tenant_owned"
 
 
-def _all_subclasses(cls: type) -> list[type]:
-    found: list[type] = []
-    subclasses: list[type] = cls.__subclasses__()
-    for sub in subclasses:
-        found.append(sub)
-        found.extend(_all_subclasses(sub))
-    return found
+def _owned(table: Table) -> bool:
+    column = table.c.get("tenant_id")
+    return column is not None and column.info.get(_OWNED, False)
 
 
 def _touches_tenant_data(statement: Executable) -> bool:
     """Whether a tenant-owned table appears anywhere in the statement (columns, FROM, joins, subqueries)."""
-    tenant_tables = _tenant_tables()
     return any(
-        isinstance(element, Table) and element in tenant_tables
-        for element in visitors.iterate(cast(ClauseElement, statement))
+        isinstance(element, Table) and _owned(element) for element in visitors.iterate(cast(ClauseElement, statement))
     )
 
 
@@ -117,7 +108,8 @@ def _add_tenant_criteria(state: ORMExecuteState) -> None:
             raise NoTenantContext("query on a tenant-owned table without a tenant context")
         return
     if state.is_insert:
-        if _touches_tenant_data(state.statement):
+        table = getattr(state.statement, "table", None)
+        if _owned(table) if isinstance(table, Table) else _touches_tenant_data(state.statement):
             _check_insert_rows(state, tenant_id)
         return
     if not state.is_orm_statement:
@@ -200,16 +192,19 @@ def _forget_tenant(session: Session, transaction: Any) -> None:
 
 
 def append(session: AsyncSession, model: type[Any], row: dict[str, Any], *, tenant_id: uuid.UUID | None = None) -> None:
-    """Add a new row of an append-only tenant-owned table (audit events, outbox events) to the session's
-    transaction, as a plain row rather than an ORM object: the unit of work costs more than the rest of a read.
+    """Add a new row to the session's transaction as a plain row rather than an ORM object, for rows that are
+    written and not changed in the request (audit and outbox events, a new record): the unit of work costs more than
+    the rest of a read.
 
-    The row belongs to ``tenant_id`` if given, else to the current tenant, with the rules of every new row (another
-    tenant only inside a network scope; none without a tenant context). The transaction's pending rows are written
-    in one INSERT per table, before the session's next statement (which may read them back) or at commit; a
+    A tenant-owned row belongs to ``tenant_id`` if given, else to the current tenant, with the rules of every new
+    row (another tenant only inside a network scope; none without a tenant context). The transaction's pending rows
+    are written per table in the order the tables were first appended to (a parent before the rows that refer to
+    it), one statement each, before the session's next statement (which may read them back) or at commit; a
     rollback discards them with the change. Inside a savepoint the unit of work takes the row, so that rolling the
     savepoint back removes it.
     """
-    row["tenant_id"] = _owner(model, tenant_id)
+    if issubclass(model, TenantOwned):
+        row["tenant_id"] = _owner(model, tenant_id)
     sync = session.sync_session
     if sync.get_nested_transaction() is not None:
         sync.add(model(**row))
@@ -239,7 +234,13 @@ def _write_pending(session: Session) -> None:
     if pending:
         connection = session.connection()
         for table, rows in pending.items():
-            connection.execute(insert(table), rows)
+            statement = _INSERTS.get(table)
+            if statement is None:
+                statement = _INSERTS[table] = insert(table)
+            connection.execute(statement, rows)
+
+
+_INSERTS: dict[Table, Any] = {}
 
 
 @event.listens_for(Session, "do_orm_execute")

@@ -13,8 +13,10 @@ linking never joins the record back.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
@@ -27,8 +29,7 @@ from core.errors import Conflict, NotFound
 from core.patients.models import Patient, PatientIdentifier
 from core.principal import Principal
 from core.records import get_or_404
-from tenants.context import NoTenantContext, get_tenant_id
-from tenants.isolation import prebuilt
+from tenants.isolation import append, prebuilt
 from tenants.models import Network, Tenant
 
 RESOURCE = "PatientLink"
@@ -40,7 +41,11 @@ def name_key(value: str) -> str:
 
 
 def _postal_code(patient: Patient) -> str | None:
-    code = (patient.address or {}).get("postal_code")
+    return _postal_code_of(patient.address)
+
+
+def _postal_code_of(address: Mapping[str, Any] | None) -> str | None:
+    code = (address or {}).get("postal_code")
     return str(code).replace(" ", "").upper()[:20] if code else None
 
 
@@ -57,50 +62,47 @@ _NETWORK_OF = prebuilt(
 )
 
 
-async def link_new(session: AsyncSession, patient: Patient, actor: Actor) -> None:
+async def link_new(
+    session: AsyncSession, actor: Actor, patient: Mapping[str, Any], identifiers: list[tuple[str, str]]
+) -> None:
     """Give a record created in this transaction its link: what :func:`sync_patient` does, without reading back
-    what a new record cannot have yet (a link, stored keys; its identifiers are the ones in hand).
+    what a new record cannot have yet (a link, stored keys). ``patient`` is the record's row as appended
+    (``tenants.isolation.append``) and ``identifiers`` its (system, value) pairs.
 
-    The person, the link and its keys are written as rows (ORM bulk inserts), in the order their foreign keys
-    need; the unit of work, which no relationship orders here, would take a flush for each.
+    The person, the link and its keys are appended as rows after the record's, so that they are written after it,
+    in the order their foreign keys need.
     """
-    tenant_id = patient.tenant_id or get_tenant_id()
-    if tenant_id is None:
-        raise NoTenantContext("cannot link a patient record without a tenant context")
-    # The first statement writes the record itself (autoflush) before its link refers to it.
+    tenant_id, patient_id = patient["tenant_id"], patient["id"]
     network_id, systems = (await session.execute(_NETWORK_OF, {"tenant_id": tenant_id})).one()
     linking_systems = set(systems or [])
-    keys = sorted({(i.system, i.value) for i in patient.identifiers if i.system in linking_systems})
-    person_id = await _shared_person(session, network_id, tenant_id, patient.id, keys)
+    keys = sorted({(system, value) for system, value in identifiers if system in linking_systems})
+    person_id = await _shared_person(session, network_id, tenant_id, patient_id, keys)
     method = "new" if person_id is None else "identifier"
     now = utcnow()
     if person_id is None:
         person_id = uuid.uuid4()
-        await session.execute(insert(Person), [{"network_id": network_id, "created_at": now, "id": person_id}])
+        append(session, Person, {"network_id": network_id, "created_at": now, "id": person_id})
     link = {
         "tenant_id": tenant_id,
-        "patient_id": patient.id,
+        "patient_id": patient_id,
         "person_id": person_id,
         "method": method,
         "linked_by": None,
         "linked_at": now,
-        "given_key": name_key(patient.given_name),
-        "family_key": name_key(patient.family_name),
-        "birth_date": patient.birth_date,
-        "sex": patient.sex,
-        "postal_code": _postal_code(patient),
+        "given_key": name_key(patient["given_name"]),
+        "family_key": name_key(patient["family_name"]),
+        "birth_date": patient["birth_date"],
+        "sex": patient["sex"],
+        "postal_code": _postal_code_of(patient["address"]),
         "primary_care": False,
         "id": uuid.uuid4(),
     }
-    await session.execute(insert(PatientLink), [link])
-    if keys:
-        rows = [
-            {"tenant_id": tenant_id, "patient_id": patient.id, "system": system, "value": value}
-            for system, value in keys
-        ]
-        await session.execute(insert(PatientLinkKey), [row | {"id": uuid.uuid4()} for row in rows])
+    append(session, PatientLink, link)
+    for system, value in keys:
+        row = {"tenant_id": tenant_id, "patient_id": patient_id, "system": system, "value": value}
+        append(session, PatientLinkKey, row | {"id": uuid.uuid4()})
     if method == "identifier":
-        _audit_identifier_link(session, actor, patient.id, person_id)
+        _audit_identifier_link(session, actor, patient_id, person_id)
 
 
 async def sync_patient(session: AsyncSession, patient: Patient, actor: Actor) -> PatientLink:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from collections.abc import Sequence
+from datetime import date, datetime
 from functools import lru_cache
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, Protocol
 
 import msgspec
 from sqlalchemy import ColumnElement, Integer, Select, String, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import inputs, outbox, records
+from core import audit, inputs, outbox, records
 from core.consent import linking
 from core.db import utcnow
 from core.errors import Conflict, InvalidInput
@@ -19,12 +21,33 @@ from core.patients.models import Patient, PatientIdentifier
 from core.patients.schemas import Address, Identifier, PatientCreate, PatientOut, PatientUpdate
 from core.principal import Principal
 from core.records import Records
-from tenants.isolation import prebuilt
+from tenants.isolation import append, prebuilt
 
 RESOURCE = "Patient"
 
 
-def to_out(patient: Patient) -> PatientOut:
+class PatientValues(Protocol):
+    """What a patient's output is shaped from: a loaded record, or a new record's row (as attributes)."""
+
+    id: uuid.UUID
+    mrn: str
+    given_name: str
+    family_name: str
+    birth_date: date
+    sex: str
+    phone: str | None
+    email: str | None
+    address: dict[str, Any] | None
+    language: str | None
+    active: bool
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def identifiers(self) -> Sequence[Identifier] | Sequence[PatientIdentifier]: ...
+
+
+def to_out(patient: PatientValues) -> PatientOut:
     return PatientOut(
         id=patient.id,
         mrn=patient.mrn,
@@ -108,24 +131,43 @@ async def create(session: AsyncSession, principal: Principal, data: PatientCreat
     if await session.scalar(_BY_MRN, {"mrn": data.mrn}) is not None:
         raise Conflict(f"a patient with MRN {data.mrn} already exists", field="mrn")
     await _identifier_taken(session, data.identifiers)
-    patient = Patient(
-        id=uuid.uuid4(),
-        mrn=data.mrn,
-        given_name=data.given_name,
-        family_name=data.family_name,
-        birth_date=data.birth_date,
-        sex=data.sex,
-        phone=data.phone,
-        email=data.email,
-        address=_address(data.address),
-        language=data.language,
-        identifiers=[PatientIdentifier(system=i.system, value=i.value) for i in data.identifiers],
+    # A new record is appended as rows (no ORM object: nothing changes it in this request), written with the
+    # request's other rows in one go; the output is shaped from the same values.
+    now = utcnow()
+    row: dict[str, Any] = {
+        "mrn": data.mrn,
+        "given_name": data.given_name,
+        "family_name": data.family_name,
+        "birth_date": data.birth_date,
+        "sex": data.sex,
+        "phone": data.phone,
+        "email": data.email,
+        "address": _address(data.address),
+        "language": data.language,
+        "active": True,
+        "deactivated_at": None,
+        "id": uuid.uuid4(),
+        "created_at": now,
+        "updated_at": now,
+    }
+    append(session, Patient, row)
+    identifiers = [(i.system, i.value) for i in data.identifiers]
+    for system, value in identifiers:
+        append(
+            session, PatientIdentifier, {"patient_id": row["id"], "system": system, "value": value, "id": uuid.uuid4()}
+        )
+    patient_id = row["id"]
+    audit.record(
+        session,
+        principal.actor,
+        action="patient.create",
+        resource_type=RESOURCE,
+        resource_id=patient_id,
+        patient_id=patient_id,
     )
-    session.add(patient)
-    PATIENTS.audit(session, principal, patient, "patient.create")
-    outbox.emit(session, "patient.created", {"patient_id": str(patient.id)}, aggregate_id=patient.id)
-    await linking.link_new(session, patient, principal.actor)
-    return PATIENTS.to_out(patient)
+    outbox.emit(session, "patient.created", {"patient_id": str(patient_id)}, aggregate_id=patient_id)
+    await linking.link_new(session, principal.actor, row, identifiers)
+    return to_out(SimpleNamespace(**row, identifiers=[Identifier(system=s, value=v) for s, v in identifiers]))
 
 
 async def require_patient(
