@@ -15,13 +15,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from functools import lru_cache
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import ForeignKey, Table, event, insert, text
+from sqlalchemy import BindParameter, ForeignKey, Table, bindparam, event, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import (
-    LoaderCriteriaOption,
     Mapped,
     ORMExecuteState,
     Session,
@@ -118,40 +116,39 @@ def _add_tenant_criteria(state: ORMExecuteState) -> None:
             raise NoTenantContext("Core statements on tenant-owned tables are refused; use the ORM entity")
         return
     # Added to every statement: the criteria apply wherever a tenant-owned entity appears (selected,
-    # joined, in select_from or a subquery), and cost nothing where none does.
+    # joined, in select_from or a subquery), and cost nothing where none does. The tenant comes as a named
+    # parameter of the execution, the same for every statement.
     statement = state.statement
-    per_tenant = _PREBUILT.get(id(statement))
-    if per_tenant is None:
-        state.statement = statement.options(_tenant_criteria(tenant_id))
-        return
-    with_criteria = per_tenant[1].get(tenant_id)
-    if with_criteria is None:
-        if len(per_tenant[1]) >= _PREBUILT_TENANTS:
-            per_tenant[1].clear()
-        with_criteria = per_tenant[1][tenant_id] = statement.options(_tenant_criteria(tenant_id))
-    state.statement = with_criteria
+    with_criteria = _PREBUILT.get(id(statement))
+    state.statement = statement.options(_TENANT_CRITERIA) if with_criteria is None else with_criteria[1]
+    params = state.parameters
+    if not params:
+        state.parameters = {_TENANT_PARAM: tenant_id}
+    elif isinstance(params, Mapping):
+        state.parameters = {**params, _TENANT_PARAM: tenant_id}
+    else:
+        state.parameters = [{**p, _TENANT_PARAM: tenant_id} for p in params]
 
 
-_PREBUILT: dict[int, tuple[Executable, dict[uuid.UUID, Executable]]] = {}
-_PREBUILT_TENANTS = 4096
+_TENANT_PARAM = "carehub_tenant_id"
+# The tenant is a named parameter rather than a value captured by the lambda: a captured value is a parameter
+# that SQLAlchemy matches to its compiled form at every execution, through the annotated copies of the criteria
+# (for a record by id, that matching cost more than the rest of building its parameters by ten).
+_TENANT_BIND: BindParameter[uuid.UUID] = bindparam(_TENANT_PARAM)
+_TENANT_CRITERIA = with_loader_criteria(
+    TenantOwned, lambda cls: cls.tenant_id == _TENANT_BIND, include_aliases=True, track_closure_variables=False
+)
+_PREBUILT: dict[int, tuple[Executable, Executable]] = {}
 
 Prebuilt = TypeVar("Prebuilt", bound=Executable)
 
 
 def prebuilt(statement: Prebuilt) -> Prebuilt:
     """Register a statement built once at import and run with bound parameters on every request (a record
-    by id, the caller's re-read): its tenant-filtered form is kept per tenant, so that SQLAlchemy's cache key,
-    which it memoizes per statement object, is computed once per tenant instead of at every execution."""
-    _PREBUILT[id(statement)] = (statement, {})
+    by id, the caller's re-read): its tenant-filtered form is built once too, so that SQLAlchemy's cache key,
+    which it memoizes per statement object, is computed once instead of at every execution."""
+    _PREBUILT[id(statement)] = (statement, statement.options(_TENANT_CRITERIA))
     return statement
-
-
-@lru_cache(maxsize=4096)
-def _tenant_criteria(tenant_id: uuid.UUID) -> LoaderCriteriaOption:
-    """The criteria option of one tenant, built once (building it, lambda analysis included, costs more than
-    the rest of the listener). The lambda's closure value becomes a bound parameter, so every tenant's
-    statements share one compiled form in SQLAlchemy's cache."""
-    return with_loader_criteria(TenantOwned, lambda cls: cls.tenant_id == tenant_id, include_aliases=True)
 
 
 @event.listens_for(Session, "before_flush")
