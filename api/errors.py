@@ -6,10 +6,11 @@ import logging
 import re
 from typing import Any
 
+import asyncpg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_429_TOO_MANY_REQUESTS, HTTP_500_INTERNAL_SERVER_ERROR
-from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, DisconnectionError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from api.request_id import HEADER, request_id_of
@@ -141,7 +142,39 @@ def data_error(request: Request[Any, Any, Any], exc: DataError) -> Response[dict
     return problem(400, "Invalid request", "a value was not accepted by the database", request=request)
 
 
+# What a lost or refused database connection raises, wherever in a request it happens (a statement, the commit,
+# the rollback, returning the connection to the pool): the driver's own errors reach us unwrapped from some of
+# those places, and SQLAlchemy wraps others as InterfaceError or marks them as a disconnect.
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # the server is shutting down or starting (CannotConnectNow)
+    asyncpg.InterfaceError,
+    InterfaceError,
+    DisconnectionError,
+    ConnectionError,
+    OSError,
+    TimeoutError,
+)
+
+
+def _lost_connection(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is the database connection failing, not a fault of the request."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, _CONNECTION_ERRORS):
+            return True
+        if isinstance(current, DBAPIError) and current.connection_invalidated:
+            return True
+        orig = getattr(current, "orig", None)
+        current = orig if isinstance(orig, BaseException) else (current.__cause__ or current.__context__)
+    return False
+
+
 def unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    if _lost_connection(exc):
+        return database_unavailable(request, exc)
     log.exception(
         "unhandled error on %s %s (request %s)",
         request.method,
@@ -158,6 +191,8 @@ EXCEPTION_HANDLERS: dict[Any, Any] = {
     IntegrityError: integrity_error,
     DataError: data_error,
     OperationalError: database_unavailable,
+    InterfaceError: database_unavailable,
+    DisconnectionError: database_unavailable,
     OSError: database_unavailable,
     SQLAlchemyTimeoutError: database_unavailable,
     Exception: unexpected,

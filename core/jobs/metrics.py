@@ -6,12 +6,14 @@ every worker; with the in-process broker they are this process's own (its jobs r
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from redis.asyncio import Redis
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db import utcnow
 from core.jobs.models import DeadLetter, JobReceipt
@@ -19,22 +21,27 @@ from core.jobs.runtime import COUNTERS_KEY, CRITICAL_QUEUE, NAMESPACE, QUEUE, lo
 from core.outbox import OutboxEvent
 from tenants.context import network_scope
 
+log = logging.getLogger(__name__)
 LATENCY_SAMPLE = 2000
 WINDOW = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
 class JobStats:
-    outbox_unpublished: int
-    outbox_oldest_unpublished_seconds: float
-    dead_letters_pending: int
-    dead_letters_replayed: int
-    handled_last_hour: int
-    latency_p50_seconds: float | None
-    latency_p95_seconds: float | None
-    queue_depth: int | None
-    delayed_depth: int | None
-    critical_depth: int | None
+    """What a scrape reads; a figure that could not be read (its side was down) is None and left out."""
+
+    database_up: bool = True
+    broker_up: bool = True
+    outbox_unpublished: int | None = None
+    outbox_oldest_unpublished_seconds: float | None = None
+    dead_letters_pending: int | None = None
+    dead_letters_replayed: int | None = None
+    handled_last_hour: int | None = None
+    latency_p50_seconds: float | None = None
+    latency_p95_seconds: float | None = None
+    queue_depth: int | None = None
+    delayed_depth: int | None = None
+    critical_depth: int | None = None
     # "retries:events" -> n: see core.jobs.runtime.count (empty when nothing was counted yet).
     counters: dict[str, int] = field(default_factory=dict)
 
@@ -58,8 +65,28 @@ async def backlog(session: AsyncSession) -> tuple[int, int]:
     return int(unpublished or 0), int(pending or 0)
 
 
-async def collect(session: AsyncSession, redis: Redis | None) -> JobStats:
-    """Aggregates over every tenant (no tenant or patient appears in them)."""
+async def collect(db: async_sessionmaker[AsyncSession], redis: Redis | None) -> JobStats:
+    """Aggregates over every tenant (no tenant or patient appears in them). Never raises for an outage: the side
+    that is down is reported as down, and the figures it holds are left out."""
+    figures: dict[str, Any] = {}
+    try:
+        async with db() as session:
+            figures.update(await _database_figures(session))
+    except Exception as exc:
+        log.warning("metrics: the database could not be read: %s", exc)
+        figures["database_up"] = False
+    if redis is not None:
+        try:
+            figures.update(await _broker_figures(redis))
+        except Exception as exc:
+            log.warning("metrics: the job broker could not be read: %s", exc)
+            figures["broker_up"] = False
+    else:
+        figures["counters"] = local_counts()
+    return JobStats(**figures)
+
+
+async def _database_figures(session: AsyncSession) -> dict[str, Any]:
     now = utcnow()
     unpublished, pending = await backlog(session)
     with network_scope("job metrics: counts over every tenant"):
@@ -83,28 +110,25 @@ async def collect(session: AsyncSession, redis: Redis | None) -> JobStats:
             select(func.count()).select_from(JobReceipt).where(JobReceipt.processed_at >= now - WINDOW)
         )
     latencies = [max((done - created).total_seconds(), 0.0) for done, created in pairs]
-    depth = delayed = critical = None
-    if redis is not None:
-        depth = int(await redis.llen(f"{NAMESPACE}:{QUEUE}"))
-        delayed = int(await redis.llen(f"{NAMESPACE}:{QUEUE}.DQ"))
-        critical = int(await redis.llen(f"{NAMESPACE}:{CRITICAL_QUEUE}"))
-        stored = await redis.hgetall(COUNTERS_KEY)
-        counters = {_text(name): int(value) for name, value in stored.items()}
-    else:
-        counters = local_counts()
-    return JobStats(
-        outbox_unpublished=unpublished,
-        outbox_oldest_unpublished_seconds=max((now - oldest).total_seconds(), 0.0) if oldest else 0.0,
-        dead_letters_pending=pending,
-        dead_letters_replayed=int(replayed or 0),
-        handled_last_hour=int(handled or 0),
-        latency_p50_seconds=_quantile(latencies, 0.5),
-        latency_p95_seconds=_quantile(latencies, 0.95),
-        queue_depth=depth,
-        delayed_depth=delayed,
-        critical_depth=critical,
-        counters=counters,
-    )
+    return {
+        "outbox_unpublished": unpublished,
+        "outbox_oldest_unpublished_seconds": max((now - oldest).total_seconds(), 0.0) if oldest else 0.0,
+        "dead_letters_pending": pending,
+        "dead_letters_replayed": int(replayed or 0),
+        "handled_last_hour": int(handled or 0),
+        "latency_p50_seconds": _quantile(latencies, 0.5),
+        "latency_p95_seconds": _quantile(latencies, 0.95),
+    }
+
+
+async def _broker_figures(redis: Redis) -> dict[str, Any]:
+    stored = await redis.hgetall(COUNTERS_KEY)
+    return {
+        "queue_depth": int(await redis.llen(f"{NAMESPACE}:{QUEUE}")),
+        "delayed_depth": int(await redis.llen(f"{NAMESPACE}:{QUEUE}.DQ")),
+        "critical_depth": int(await redis.llen(f"{NAMESPACE}:{CRITICAL_QUEUE}")),
+        "counters": {_text(name): int(value) for name, value in stored.items()},
+    }
 
 
 def _text(value: bytes | str) -> str:
@@ -122,6 +146,13 @@ def prometheus(stats: JobStats) -> str:
             if value is not None:
                 lines.append(f"{name}{labels} {value:g}")
 
+    metric("carehub_database_up", "gauge", "Whether the database answered this scrape.", [("", stats.database_up)])
+    metric(
+        "carehub_broker_up",
+        "gauge",
+        "Whether the job broker answered this scrape (writes go on while it is down: events wait in the outbox).",
+        [("", stats.broker_up)],
+    )
     metric(
         "carehub_outbox_unpublished",
         "gauge",
@@ -175,6 +206,9 @@ def prometheus(stats: JobStats) -> str:
             name,
             "counter",
             help_text,
-            [(f'{{queue="{queue}"}}', stats.counters.get(f"{what}:{queue}", 0)) for queue in (QUEUE, CRITICAL_QUEUE)],
+            [
+                (f'{{queue="{queue}"}}', stats.counters.get(f"{what}:{queue}", 0) if stats.broker_up else None)
+                for queue in (QUEUE, CRITICAL_QUEUE)
+            ],
         )
     return "\n".join(lines) + "\n"

@@ -22,11 +22,17 @@ async def test_healthz_and_readyz(client: AsyncTestClient[Any], settings: Settin
 
 
 async def test_readyz_reports_an_unreachable_broker_and_database(settings: Settings) -> None:
+    # Without the broker the instance still serves (writes wait in the outbox): ready, and degraded.
     broken = base_settings(database_url=settings.database_url, redis_url="redis://127.0.0.1:1/0")
     async with AsyncTestClient(app=create_app(broken)) as client:
         response = await client.get("/readyz")
-        assert response.status_code == 503
+        assert response.status_code == 200, response.text
         assert response.json()["checks"]["broker"].startswith("unreachable")
+        assert response.json()["degraded"] == ["broker"]
+        scrape = await client.get("/metrics")
+        assert scrape.status_code == 200, scrape.text
+        assert "carehub_broker_up 0" in scrape.text and "carehub_database_up 1" in scrape.text
+        assert "carehub_outbox_unpublished " in scrape.text
     no_db = base_settings(database_url="postgresql+asyncpg://nobody@127.0.0.1:1/none")
     app = create_app(no_db)
     app.on_startup.clear()  # the role decision point cannot load without a database; readyz must still answer
@@ -34,6 +40,11 @@ async def test_readyz_reports_an_unreachable_broker_and_database(settings: Setti
         response = await client.get("/readyz")
         assert response.status_code == 503
         assert response.json()["checks"]["database"].startswith("unreachable")
+        scrape = await client.get("/metrics")
+        assert scrape.status_code == 200, scrape.text
+        samples = [line for line in scrape.text.splitlines() if not line.startswith("#")]
+        assert "carehub_database_up 0" in samples
+        assert not any(line.startswith("carehub_outbox_unpublished ") for line in samples)  # not read: left out
 
 
 async def test_openapi_documents_every_route(client: AsyncTestClient[Any]) -> None:
@@ -88,7 +99,8 @@ async def test_requests_go_through_while_the_rate_limit_store_is_down(settings: 
         headers = await sign_in(client, "doc.a@test.example", world.slug_a)
         codes = [(await client.get("/api/v1/patients", headers=headers)).status_code for _ in range(3)]
         assert codes == [200, 200, 200]
-        assert (await client.get("/readyz")).status_code == 503
+        ready = await client.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["degraded"] == ["broker"]
 
 
 async def test_every_answer_carries_a_request_id(client: AsyncTestClient[Any]) -> None:
