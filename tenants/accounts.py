@@ -14,7 +14,7 @@ from core.db import utcnow
 from core.errors import Forbidden, InvalidInput, Unauthorized
 from tenants import passwords
 from tenants.context import get_tenant_id, tenant_context
-from tenants.isolation import prebuilt
+from tenants.isolation import plain_rows, prebuilt
 from tenants.models import PATIENT_ROLE, Membership, Tenant, User
 
 ACTIVE_STATUSES = ("pending", "active")
@@ -176,13 +176,14 @@ async def resolve(
         if user.network_role != "network_admin":
             raise Unauthorized("the token is no longer valid for the network")
         return Caller(user.id, user.email, user.full_name, None, ("network_admin",), user.token_version)
-    row = (await session.execute(_CALLER, {"user_id": user_id, "tenant_id": tenant_id})).first()
+    found = await plain_rows(session, _CALLER, {"user_id": user_id, "tenant_id": tenant_id})
+    row = found[0] if found else None
     if row is None:
         _check_user(await session.get(User, user_id), token_version)
         if await session.get(Tenant, tenant_id) is None:
             raise Unauthorized("the token's tenant no longer exists")
         raise Unauthorized("the token's membership was removed")
-    email, full_name, user_active, user_version, slug, status, tenant_after, member_after, roles, patient = row
+    email, full_name, user_active, user_version, slug, status, tenant_after, member_after, roles, patient = tuple(row)
     _check_version(user_active, user_version, token_version)
     if status not in ACTIVE_STATUSES:
         raise Forbidden(f"tenant {slug} is {status}")

@@ -13,11 +13,11 @@ The only way around both is :func:`tenants.context.network_scope`.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import BindParameter, ForeignKey, Table, bindparam, event, insert, text
+from sqlalchemy import BindParameter, ForeignKey, Row, Table, bindparam, event, insert, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import (
     Mapped,
@@ -149,6 +149,33 @@ def prebuilt(statement: Prebuilt) -> Prebuilt:
     which it memoizes per statement object, is computed once instead of at every execution."""
     _PREBUILT[id(statement)] = (statement, statement.options(_TENANT_CRITERIA))
     return statement
+
+
+async def plain_rows(session: AsyncSession, statement: Executable, params: Mapping[str, Any]) -> Sequence[Row[Any]]:
+    """The rows of a :func:`prebuilt` ORM statement as plain rows, without the ORM's loading (no objects, no
+    identity map): for a read whose columns are all it needs, such as the caller's re-read on every request.
+
+    The statement gets what the session would give it: the tenant criteria (or a refusal without a tenant
+    context), the same transaction, pending changes and appended rows written first.
+    """
+    filtered = _PREBUILT.get(id(statement))
+    if filtered is None:
+        raise ValueError("plain_rows runs prebuilt statements only (see prebuilt())")
+    sync = session.sync_session
+    if sync.new or sync.deleted or sync.dirty:
+        await session.flush()
+    if _PENDING in sync.info:
+        await session.run_sync(_write_pending)
+    connection = await session.connection()
+    _check_same_scope(sync)
+    values = dict(params)
+    if network_scope_reason() is None:
+        tenant_id = get_tenant_id()
+        if tenant_id is not None:
+            statement, values[_TENANT_PARAM] = filtered[1], tenant_id
+        elif _touches_tenant_data(statement):
+            raise NoTenantContext("query on a tenant-owned table without a tenant context")
+    return (await connection.execute(statement, values)).all()
 
 
 @event.listens_for(Session, "before_flush")

@@ -7,10 +7,11 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import BindParameter, Integer, Select, bindparam, case, select
+from sqlalchemy import BindParameter, Integer, Row, Select, bindparam, case, select
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import inputs, outbox, staff
+from core import audit, inputs, outbox, staff
 from core.careplans.models import CarePlan
 from core.careteams.models import CareTeam, CareTeamMember
 from core.db import utcnow
@@ -33,7 +34,7 @@ from core.tasks.schemas import (
     TaskUpdate,
     Transition,
 )
-from tenants.isolation import prebuilt
+from tenants.isolation import plain_rows, prebuilt
 
 RESOURCE = "Task"
 # Most pressing first when sorting a queue.
@@ -45,7 +46,8 @@ async def _out(session: AsyncSession, task: Task, now: datetime | None = None) -
     return to_out(task, now, f"{patient.given_name} {patient.family_name}" if patient else None)
 
 
-def to_out(task: Task, now: datetime | None = None, patient_name: str | None = None) -> TaskOut:
+def to_out(task: Task | Row[Any], now: datetime | None = None, patient_name: str | None = None) -> TaskOut:
+    """A task's output, from its record or from a row of its columns (a queue's)."""
     now = now or utcnow()
     return TaskOut(
         id=task.id,
@@ -269,14 +271,14 @@ async def history(session: AsyncSession, principal: Principal, task_id: uuid.UUI
 
 
 @lru_cache(maxsize=64)
-def _queue_query(
-    queue: str, by_status: bool, by_patient: bool, by_priority: bool, by_assignee: bool
-) -> Select[Task, str, str]:
+def _queue_query(queue: str, by_status: bool, by_patient: bool, by_priority: bool, by_assignee: bool) -> Select[Any]:
     """A work queue's query for one combination of filters, built once (building it cost more than running it);
     the values come as parameters: ``user_id``, ``now``, ``status``, ``patient_id``, ``priority``,
-    ``assignee_id``, ``limit`` and ``offset``."""
+    ``assignee_id``, ``limit`` and ``offset``. It selects a task's columns (read as plain rows: a queue changes
+    nothing) and its patient's name."""
     me: BindParameter[Any] = bindparam("user_id")
-    query = select(Task, Patient.given_name, Patient.family_name).join(Patient, Patient.id == Task.patient_id)
+    columns = [getattr(Task, attribute.key) for attribute in sa_inspect(Task).column_attrs]
+    query = select(*columns, Patient.given_name, Patient.family_name).join(Patient, Patient.id == Task.patient_id)
     if queue == "mine":
         query = query.where((Task.owner_id == me) | (Task.assignee_id == me))
     elif queue == "team":
@@ -326,7 +328,14 @@ async def queue(
     params = {"user_id": principal.user_id, "now": now, "limit": limit, "offset": offset}
     params.update(status=status, patient_id=patient_id, priority=priority, assignee_id=assignee_id)
     query = _queue_query(*shape)
-    rows = (await session.execute(query, params)).all()
-    for task, _given, _family in rows:
-        TASKS.audit(session, principal, task, "task.search")
-    return [to_out(task, now, f"{given} {family}") for task, given, family in rows]
+    rows = await plain_rows(session, query, params)
+    for row in rows:
+        audit.record(
+            session,
+            principal.actor,
+            action="task.search",
+            resource_type=RESOURCE,
+            resource_id=row.id,
+            patient_id=row.patient_id,
+        )
+    return [to_out(row, now, f"{row.given_name} {row.family_name}") for row in rows]

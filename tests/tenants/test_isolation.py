@@ -13,10 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.audit import AuditEvent
 from core.db import make_engine, make_sessionmaker, utcnow
-from core.patients.models import Patient
+from core.patients.models import Patient, PatientIdentifier
 from core.schema import tenant_owned_tables
 from core.settings import Settings
 from tenants.context import NoTenantContext, network_scope, tenant_context
+from tenants.isolation import plain_rows, prebuilt
 from tenants.models import Membership, User
 from tests.conftest import World
 
@@ -105,6 +106,34 @@ async def test_core_statements_on_tenant_tables_are_refused(db: async_sessionmak
     with network_scope("test: count all"):
         async with db() as session:
             assert await session.scalar(select(func.count()).select_from(patients)) == 2
+
+
+_MRNS = prebuilt(select(Patient.mrn, Patient.tenant_id).join(PatientIdentifier, isouter=True).order_by(Patient.mrn))
+
+
+async def test_plain_rows_are_filtered_like_the_sessions_statements(
+    db: async_sessionmaker[AsyncSession], world: World
+) -> None:
+    """The ORM's loading is skipped, not the tenant criteria: joined tables included, and no tenant fails closed."""
+    await _seed_two(db, world)
+    with tenant_context(world.tenant_a):
+        async with db() as session:
+            assert [tuple(r) for r in await plain_rows(session, _MRNS, {})] == [("A-1", world.tenant_a)]
+            session.add(_patient("A-2"))  # a pending change is written first, as autoflush would
+            assert [r.mrn for r in await plain_rows(session, _MRNS, {})] == ["A-1", "A-2"]
+            with network_scope("test"), pytest.raises(NoTenantContext):  # the transaction began in tenant A
+                await plain_rows(session, _MRNS, {})
+            await session.rollback()
+    async with db() as session:
+        with pytest.raises(NoTenantContext):
+            await plain_rows(session, _MRNS, {})
+    with network_scope("test: every tenant"):
+        async with db() as session:
+            assert [r.mrn for r in await plain_rows(session, _MRNS, {})] == ["A-1", "B-1"]
+    with tenant_context(world.tenant_a):
+        async with db() as session:
+            with pytest.raises(ValueError, match="prebuilt"):
+                await plain_rows(session, select(Patient.mrn), {})
 
 
 async def test_entering_network_scope_inside_a_transaction_fails_closed(
