@@ -182,7 +182,11 @@ async def read_patient(request: Request[Any, Any, Any], patient_id: uuid.UUID) -
         found = await db.rows(q.PATIENT_WITH_IDENTIFIERS, patient_id, caller["tenant_id"])
         if not found:
             raise NotFoundException("patient not found")
-        identifiers = [row for row in found if row["i_id"] is not None]
+        identifiers = [
+            {"system": row["identifier_system"], "value": row["identifier_value"]}
+            for row in found
+            if row["identifier_system"] is not None
+        ]
         await _audit(db, caller, "patient.read", "Patient", [(patient_id, patient_id)])
     return _patient_out(found[0], identifiers)
 

@@ -35,15 +35,13 @@ _PATIENT_COLUMNS = (
     " patients.created_at, patients.updated_at, patients.tenant_id"
 )
 # The f-strings below join constant text only (no input reaches them).
-# The patient and its identifiers in one statement (the record loader joins a record's one eager collection).
+# The patient and its identifiers in one statement (the patient read's rows: one per identifier).
 PATIENT_WITH_IDENTIFIERS = (
-    f"SELECT {_PATIENT_COLUMNS}, patient_identifiers_1.patient_id AS i_patient_id,"  # noqa: S608
-    " patient_identifiers_1.system, patient_identifiers_1.value, patient_identifiers_1.id AS i_id,"
-    " patient_identifiers_1.tenant_id AS i_tenant_id"
-    " FROM patients LEFT OUTER JOIN patient_identifiers AS patient_identifiers_1"
-    " ON patients.id = patient_identifiers_1.patient_id AND patients.tenant_id = patient_identifiers_1.tenant_id"
-    " AND patient_identifiers_1.tenant_id = $2"
-    " WHERE patients.id = $1 AND patients.tenant_id = $2 ORDER BY patient_identifiers_1.system"
+    f"SELECT {_PATIENT_COLUMNS}, patient_identifiers.system AS identifier_system,"  # noqa: S608
+    " patient_identifiers.value AS identifier_value"
+    " FROM patients LEFT OUTER JOIN patient_identifiers ON patient_identifiers.patient_id = patients.id"
+    " AND patient_identifiers.tenant_id = patients.tenant_id AND patient_identifiers.tenant_id = $2"
+    " WHERE patients.id = $1 AND patients.tenant_id = $2 ORDER BY patient_identifiers.system"
 )
 PATIENT_PAGE = (
     f"SELECT {_PATIENT_COLUMNS} FROM patients WHERE patients.active IS true AND patients.tenant_id = $1"  # noqa: S608

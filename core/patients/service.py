@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 import msgspec
 from sqlalchemy import ColumnElement, Integer, Select, String, bindparam, func, or_, select
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit, inputs, outbox, records
@@ -21,7 +22,7 @@ from core.patients.models import Patient, PatientIdentifier
 from core.patients.schemas import Address, Identifier, PatientCreate, PatientOut, PatientUpdate
 from core.principal import Principal
 from core.records import Records
-from tenants.isolation import append, prebuilt
+from tenants.isolation import append, plain_rows, prebuilt
 
 RESOURCE = "Patient"
 
@@ -190,10 +191,37 @@ async def require_patient(
     return patient
 
 
+# A patient with its identifiers, as plain rows (one per identifier, or one with no identifier): a read changes
+# nothing, so it is shaped from the columns without the ORM's loading (see tenants.isolation.plain_rows).
+_READ = prebuilt(
+    select(*[getattr(Patient, a.key) for a in sa_inspect(Patient).column_attrs])
+    .add_columns(PatientIdentifier.system.label("identifier_system"), PatientIdentifier.value.label("identifier_value"))
+    .outerjoin(
+        PatientIdentifier,
+        (PatientIdentifier.patient_id == Patient.id) & (PatientIdentifier.tenant_id == Patient.tenant_id),
+    )
+    .where(Patient.id == bindparam("record_id"))
+    .order_by(PatientIdentifier.system)
+)
+
+
 async def read(session: AsyncSession, principal: Principal, patient_id: uuid.UUID) -> PatientOut:
-    patient = await PATIENTS.get(session, principal, patient_id, "patient.read", need="read")
-    PATIENTS.audit(session, principal, patient, "patient.read")
-    return PATIENTS.to_out(patient)
+    principal.require("patients", "read")
+    rows = await plain_rows(session, _READ, {"record_id": patient_id})
+    if not rows:
+        raise PATIENTS.refuse(session, principal, patient_id, "patient.read")
+    audit.record(
+        session,
+        principal.actor,
+        action="patient.read",
+        resource_type=RESOURCE,
+        resource_id=patient_id,
+        patient_id=patient_id,
+    )
+    identifiers = [
+        Identifier(system=r.identifier_system, value=r.identifier_value) for r in rows if r.identifier_system is not None
+    ]
+    return to_out(SimpleNamespace(**rows[0]._mapping, identifiers=identifiers))
 
 
 async def update(
