@@ -219,7 +219,9 @@ async def read(session: AsyncSession, principal: Principal, patient_id: uuid.UUI
         patient_id=patient_id,
     )
     identifiers = [
-        Identifier(system=r.identifier_system, value=r.identifier_value) for r in rows if r.identifier_system is not None
+        Identifier(system=r.identifier_system, value=r.identifier_value)
+        for r in rows
+        if r.identifier_system is not None
     ]
     return to_out(SimpleNamespace(**rows[0]._mapping, identifiers=identifiers))
 
