@@ -13,6 +13,7 @@ from litestar.params import QueryParameter
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth import CLAIMS
+from api.errors import lost_connection
 from api.hub import Hub
 from api.tokens import Claims
 from core import audit
@@ -67,7 +68,20 @@ async def provide_principal(request: Request[Any, Any, Any], session: Db) -> Pri
         raise Unauthorized("a bearer token is required (Authorization: Bearer <token>)")
     hub: Hub = request.app.state.hub
     assert hub.authorizer is not None
-    caller = await accounts.resolve(session, claims.user_id, claims.tenant_id, claims.token_version, claims.issued_at)
+    try:
+        caller = await accounts.resolve(
+            session, claims.user_id, claims.tenant_id, claims.token_version, claims.issued_at
+        )
+    except Exception as exc:
+        if not lost_connection(exc):
+            raise
+        # The request's first statement found its pooled connection dead although it looked alive (the server
+        # ended it an instant before; no round trip checks a connection at checkout): nothing of the request has
+        # run, so it runs again on a new connection.
+        await session.invalidate()
+        caller = await accounts.resolve(
+            session, claims.user_id, claims.tenant_id, claims.token_version, claims.issued_at
+        )
     if caller.patient_id is not None:
         await require_active_record(session, caller.patient_id)
     if caller.tenant_id is None:

@@ -149,6 +149,9 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,  # the server is shutting down or starting (CannotConnectNow)
     asyncpg.InterfaceError,
+    # The protocol got the server's goodbye (an error) while idle, but the socket's end is not seen yet: the
+    # next operation is refused with "another operation is in progress".
+    asyncpg.exceptions.InternalClientError,
     InterfaceError,
     DisconnectionError,
     ConnectionError,
@@ -157,7 +160,7 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def _lost_connection(exc: BaseException) -> bool:
+def lost_connection(exc: BaseException) -> bool:
     """Whether ``exc`` (or what caused it) is the database connection failing, not a fault of the request."""
     seen: set[int] = set()
     current: BaseException | None = exc
@@ -173,7 +176,7 @@ def _lost_connection(exc: BaseException) -> bool:
 
 
 def unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    if _lost_connection(exc):
+    if lost_connection(exc):
         return database_unavailable(request, exc)
     log.exception(
         "unhandled error on %s %s (request %s)",
