@@ -68,20 +68,19 @@ async def provide_principal(request: Request[Any, Any, Any], session: Db) -> Pri
         raise Unauthorized("a bearer token is required (Authorization: Bearer <token>)")
     hub: Hub = request.app.state.hub
     assert hub.authorizer is not None
-    try:
-        caller = await accounts.resolve(
-            session, claims.user_id, claims.tenant_id, claims.token_version, claims.issued_at
-        )
-    except Exception as exc:
-        if not lost_connection(exc):
-            raise
-        # The request's first statement found its pooled connection dead although it looked alive (the server
-        # ended it an instant before; no round trip checks a connection at checkout): nothing of the request has
-        # run, so it runs again on a new connection.
-        await session.invalidate()
-        caller = await accounts.resolve(
-            session, claims.user_id, claims.tenant_id, claims.token_version, claims.issued_at
-        )
+    for attempt in (1, 2):
+        try:
+            caller = await accounts.resolve(
+                session, claims.user_id, claims.tenant_id, claims.token_version, claims.issued_at
+            )
+            break
+        except Exception as exc:
+            if attempt == 2 or not lost_connection(exc):
+                raise
+            # The request's first statement found its pooled connection dead although it looked alive (the
+            # server ended it an instant before; no round trip checks a connection at checkout): nothing of the
+            # request has run, so it runs again on a new connection.
+            await session.invalidate()
     if caller.patient_id is not None:
         await require_active_record(session, caller.patient_id)
     if caller.tenant_id is None:

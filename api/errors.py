@@ -154,9 +154,7 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InternalClientError,
     InterfaceError,
     DisconnectionError,
-    ConnectionError,
-    OSError,
-    TimeoutError,
+    OSError,  # ConnectionError and TimeoutError among them
 )
 
 

@@ -223,13 +223,25 @@ class Records(Generic[Model, Out]):
 
     def audit(self, session: AsyncSession, principal: Principal, record: Model, action: str, **detail: Any) -> None:
         """Record a successful ``action`` on ``record`` in the request's transaction."""
+        self.audit_ids(session, principal, action, record.id, self.patient_of(record), **detail)
+
+    def audit_ids(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        action: str,
+        record_id: uuid.UUID,
+        patient_id: uuid.UUID | None,
+        **detail: Any,
+    ) -> None:
+        """:meth:`audit` for a record known by its ids (a new record's row, a read's plain rows)."""
         audit.record(
             session,
             principal.actor,
             action=action,
             resource_type=self.resource_type,
-            resource_id=record.id,
-            patient_id=self.patient_of(record),
+            resource_id=record_id,
+            patient_id=patient_id,
             detail=detail or None,
         )
 

@@ -98,12 +98,8 @@ def _add_tenant_criteria(state: ORMExecuteState) -> None:
     if not (state.is_select or state.is_update or state.is_delete or state.is_insert):
         return
     _check_same_scope(state.session)
-    if network_scope_reason() is not None:
-        return
-    tenant_id = get_tenant_id()
+    tenant_id = _filtering_tenant(state.statement)
     if tenant_id is None:
-        if _touches_tenant_data(state.statement):
-            raise NoTenantContext("query on a tenant-owned table without a tenant context")
         return
     if state.is_insert:
         table = getattr(state.statement, "table", None)
@@ -128,6 +124,17 @@ def _add_tenant_criteria(state: ORMExecuteState) -> None:
         state.parameters = {**params, _TENANT_PARAM: tenant_id}
     else:
         state.parameters = [{**p, _TENANT_PARAM: tenant_id} for p in params]
+
+
+def _filtering_tenant(statement: Executable) -> uuid.UUID | None:
+    """The tenant whose criteria a statement gets: none inside a network scope, nor for a statement that touches
+    no tenant-owned table without a tenant context; one that touches such a table without a context is refused."""
+    if network_scope_reason() is not None:
+        return None
+    tenant_id = get_tenant_id()
+    if tenant_id is None and _touches_tenant_data(statement):
+        raise NoTenantContext("query on a tenant-owned table without a tenant context")
+    return tenant_id
 
 
 _TENANT_PARAM = "carehub_tenant_id"
@@ -169,29 +176,17 @@ async def plain_rows(session: AsyncSession, statement: Executable, params: Mappi
     connection = await session.connection()
     _check_same_scope(sync)
     values = dict(params)
-    if network_scope_reason() is None:
-        tenant_id = get_tenant_id()
-        if tenant_id is not None:
-            statement, values[_TENANT_PARAM] = filtered[1], tenant_id
-        elif _touches_tenant_data(statement):
-            raise NoTenantContext("query on a tenant-owned table without a tenant context")
+    tenant_id = _filtering_tenant(statement)
+    if tenant_id is not None:
+        statement, values[_TENANT_PARAM] = filtered[1], tenant_id
     return (await connection.execute(statement, values)).all()
 
 
 @event.listens_for(Session, "before_flush")
 def _stamp_new_rows(session: Session, _ctx: Any, _instances: Any) -> None:
-    tenant_id = get_tenant_id()
     for obj in list(session.new) + list(session.dirty):
-        if not isinstance(obj, TenantOwned):
-            continue
-        if tenant_id is None:
-            if network_scope_reason() is not None and obj.tenant_id is not None:
-                continue
-            raise NoTenantContext(f"cannot write {type(obj).__name__} without a tenant context")
-        if obj.tenant_id is None:
-            obj.tenant_id = tenant_id
-        elif obj.tenant_id != tenant_id and network_scope_reason() is None:
-            raise NoTenantContext(f"{type(obj).__name__} belongs to another tenant than the current context")
+        if isinstance(obj, TenantOwned):
+            obj.tenant_id = _owner(type(obj), obj.tenant_id)
 
 
 @event.listens_for(Session, "after_begin")
@@ -243,6 +238,8 @@ _PENDING = "carehub.pending_rows"
 
 
 def _owner(model: type[Any], tenant_id: uuid.UUID | None) -> uuid.UUID:
+    """The tenant a new row of ``model`` is written in: ``tenant_id`` if named (another than the current one
+    only inside a network scope), else the current tenant; none without a tenant context."""
     current = get_tenant_id()
     if tenant_id is None or tenant_id == current:
         if current is None:

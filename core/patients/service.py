@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date
 from functools import lru_cache
 from types import SimpleNamespace
-from typing import Any, Protocol
+from typing import Any
 
 import msgspec
 from sqlalchemy import ColumnElement, Integer, Select, String, bindparam, func, or_, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import audit, inputs, outbox, records
+from core import inputs, outbox, records
 from core.consent import linking
 from core.db import utcnow
 from core.errors import Conflict, InvalidInput
@@ -27,28 +26,8 @@ from tenants.isolation import append, plain_rows, prebuilt
 RESOURCE = "Patient"
 
 
-class PatientValues(Protocol):
-    """What a patient's output is shaped from: a loaded record, or a new record's row (as attributes)."""
-
-    id: uuid.UUID
-    mrn: str
-    given_name: str
-    family_name: str
-    birth_date: date
-    sex: str
-    phone: str | None
-    email: str | None
-    address: dict[str, Any] | None
-    language: str | None
-    active: bool
-    created_at: datetime
-    updated_at: datetime
-
-    @property
-    def identifiers(self) -> Sequence[Identifier] | Sequence[PatientIdentifier]: ...
-
-
-def to_out(patient: PatientValues) -> PatientOut:
+def to_out(patient: Patient | SimpleNamespace) -> PatientOut:
+    """A patient's output, from its record or from its values as attributes (a new record's row, a read's rows)."""
     return PatientOut(
         id=patient.id,
         mrn=patient.mrn,
@@ -158,14 +137,7 @@ async def create(session: AsyncSession, principal: Principal, data: PatientCreat
             session, PatientIdentifier, {"patient_id": row["id"], "system": system, "value": value, "id": uuid.uuid4()}
         )
     patient_id = row["id"]
-    audit.record(
-        session,
-        principal.actor,
-        action="patient.create",
-        resource_type=RESOURCE,
-        resource_id=patient_id,
-        patient_id=patient_id,
-    )
+    PATIENTS.audit_ids(session, principal, "patient.create", patient_id, patient_id)
     outbox.emit(session, "patient.created", {"patient_id": str(patient_id)}, aggregate_id=patient_id)
     await linking.link_new(session, principal.actor, row, identifiers)
     return to_out(SimpleNamespace(**row, identifiers=[Identifier(system=s, value=v) for s, v in identifiers]))
@@ -210,14 +182,7 @@ async def read(session: AsyncSession, principal: Principal, patient_id: uuid.UUI
     rows = await plain_rows(session, _READ, {"record_id": patient_id})
     if not rows:
         raise PATIENTS.refuse(session, principal, patient_id, "patient.read")
-    audit.record(
-        session,
-        principal.actor,
-        action="patient.read",
-        resource_type=RESOURCE,
-        resource_id=patient_id,
-        patient_id=patient_id,
-    )
+    PATIENTS.audit_ids(session, principal, "patient.read", patient_id, patient_id)
     identifiers = [
         Identifier(system=r.identifier_system, value=r.identifier_value)
         for r in rows

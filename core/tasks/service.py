@@ -11,7 +11,7 @@ from sqlalchemy import BindParameter, Integer, Row, Select, bindparam, case, sel
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import audit, inputs, outbox, staff
+from core import inputs, outbox, staff
 from core.careplans.models import CarePlan
 from core.careteams.models import CareTeam, CareTeamMember
 from core.db import utcnow
@@ -330,12 +330,5 @@ async def queue(
     query = _queue_query(*shape)
     rows = await plain_rows(session, query, params)
     for row in rows:
-        audit.record(
-            session,
-            principal.actor,
-            action="task.search",
-            resource_type=RESOURCE,
-            resource_id=row.id,
-            patient_id=row.patient_id,
-        )
+        TASKS.audit_ids(session, principal, "task.search", row.id, row.patient_id)
     return [to_out(row, now, f"{row.given_name} {row.family_name}") for row in rows]
