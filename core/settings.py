@@ -72,13 +72,16 @@ class Settings(BaseSettings):
     # Addresses of reverse proxies whose X-Forwarded-For is trusted (comma-separated IPs or networks, or "*").
     # Unset: the TCP peer is the client, which is what per-client rate limits count.
     forwarded_allow_ips: str | None = None
-    # Background jobs: retries with exponential backoff, a time limit per job, and how long a dead worker's
-    # messages wait before another worker takes them over (Redis broker).
+    # Background jobs: retries with exponential backoff (counted in the database), a time limit per attempt, how
+    # long a message handed to the broker may go without an outcome before the relay hands it over again (the
+    # bound on a lost message's delay), and how long a dead worker's messages wait in Redis before another worker
+    # takes them over.
     job_max_retries: int = Field(default=8, ge=0, le=100)
     job_min_backoff_ms: int = Field(default=1_000, ge=10)
     job_max_backoff_ms: int = Field(default=600_000, ge=100)
     job_time_limit_ms: int = Field(default=60_000, ge=100)
     job_heartbeat_timeout_ms: int = Field(default=30_000, ge=1_000)
+    job_delivery_timeout_ms: int = Field(default=120_000, ge=1_000)
     job_worker_threads: int = Field(default=4, ge=1, le=64)
     relay_interval_ms: int = Field(default=500, ge=10)
     relay_batch: int = Field(default=200, ge=1, le=10_000)
@@ -176,6 +179,11 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"CAREHUB_JWT_TTL_SECONDS: {self.jwt_ttl_seconds} is longer than CAREHUB_JWT_MAX_LIFETIME_SECONDS "
                 f"({self.jwt_max_lifetime_seconds}); the hub would refuse its own tokens"
+            )
+        if self.job_delivery_timeout_ms <= self.job_time_limit_ms:
+            raise ValueError(
+                f"CAREHUB_JOB_DELIVERY_TIMEOUT_MS: {self.job_delivery_timeout_ms} is not longer than "
+                f"CAREHUB_JOB_TIME_LIMIT_MS ({self.job_time_limit_ms}); a job still running would be handed over again"
             )
         return self
 

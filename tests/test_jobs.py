@@ -4,7 +4,8 @@ once in effect in the event's tenant, and nothing is lost while the broker is do
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +21,8 @@ from core import audit, outbox
 from core.db import make_engine, make_sessionmaker
 from core.jobs import scheduler
 from core.jobs.handlers import Event, on
-from core.jobs.relay import relay_once
+from core.jobs.models import JobDelivery
+from core.jobs.relay import relay_forever, relay_once
 from core.jobs.runtime import CRITICAL_QUEUE, NAMESPACE, QUEUE, JobRuntime, Refused, message_for
 from core.outbox import OutboxEvent
 from core.settings import Settings
@@ -46,6 +48,38 @@ class Running:
             else:
                 self.runtime.broker.join(queue, timeout=60_000)
         self.worker.join()
+
+    @contextlib.asynccontextmanager
+    async def relaying(self, db: async_sessionmaker[AsyncSession], interval: float = 0.02) -> AsyncIterator[None]:
+        """The relay running beside the worker (retries and order waits are handed over again by it)."""
+        stop = asyncio.Event()
+        relay = asyncio.create_task(relay_forever(db, self.runtime, interval, 200, stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            await relay
+
+    async def settle(self, db: async_sessionmaker[AsyncSession], seconds: float = 60) -> None:
+        """Relay and run jobs until nothing is left: every event taken into the ledger and every delivery done (or
+        in the dead letters)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        async with self.relaying(db):
+            while await _ledger(db) != (0, 0):
+                assert loop.time() < deadline, f"the jobs did not settle: {await _ledger(db)}"
+                await asyncio.sleep(0.05)
+        await asyncio.to_thread(self.drain)
+
+
+async def _ledger(db: async_sessionmaker[AsyncSession]) -> tuple[int, int]:
+    """Events not yet taken into the ledger, and deliveries in it (not done), in one snapshot."""
+    unpublished = select(func.count()).select_from(OutboxEvent).where(OutboxEvent.published_at.is_(None))
+    pending = select(func.count()).select_from(JobDelivery)
+    with network_scope("test: count the ledger"):
+        async with db() as session:
+            row = (await session.execute(select(unpublished.scalar_subquery(), pending.scalar_subquery()))).one()
+    return int(row[0]), int(row[1])
 
 
 @pytest.fixture
@@ -132,20 +166,29 @@ async def test_a_no_show_becomes_one_follow_up_task(
     assert await relay_once(db, jobs.runtime) == 1  # only the follow-up task's own task.created event
 
 
-async def test_events_wait_in_the_outbox_while_the_broker_is_down(
+async def _in_flight(db: async_sessionmaker[AsyncSession]) -> int:
+    with network_scope("test: count the ledger"):
+        async with db() as session:
+            query = select(func.count()).select_from(JobDelivery).where(JobDelivery.sent_at.is_not(None))
+            return int(await session.scalar(query) or 0)
+
+
+async def test_events_wait_in_the_ledger_while_the_broker_is_down(
     client: AsyncTestClient[Any], world: World, settings: Settings, jobs: Running, db: async_sessionmaker[AsyncSession]
 ) -> None:
     admin, patient_id = await _no_show(client, world)  # the requests succeed whatever the broker's state
     waiting = await _unpublished(db)
     down = JobRuntime(settings.model_copy(update={"redis_url": "redis://127.0.0.1:9/0"}))
-    if settings.redis_url:  # an unreachable Redis: the relay fails and keeps every event
+    if settings.redis_url:  # an unreachable Redis: the relay fails, and every job stays due in the ledger
         with pytest.raises(Exception):  # noqa: B017 - whatever the client raises for a refused connection
             await relay_once(db, down)
-        assert await _unpublished(db) == waiting
-    await relay_once(db, jobs.runtime)  # the broker is back
+        unpublished, pending = await _ledger(db)
+        assert waiting >= 3 and unpublished == 0 and pending >= 1  # the no-show's job (at least) waits, due
+        assert await _in_flight(db) == 0  # nothing counts as handed over
+    await relay_once(db, jobs.runtime)  # the broker is back: handed over at once, not after a timeout
     await asyncio.to_thread(jobs.drain)
-    assert await _unpublished(db) <= 1
     assert await _follow_ups(client, admin, patient_id) == ["Follow up on a missed appointment"]
+    assert (await _ledger(db))[1] == 0
 
 
 async def test_a_message_without_a_tenant_is_refused(settings: Settings) -> None:
@@ -183,39 +226,39 @@ async def test_a_poison_message_ends_in_the_dead_letters_and_can_be_replayed(
         with tenant_context(world.tenant_a):
             async with db() as session, session.begin():
                 outbox.emit(session, "test.poison", {"note": "x"})
-        await relay_once(db, running.runtime)
-        admin = await login(client, "admin.a@test.example", world.slug_a)
+        async with running.relaying(db):
+            admin = await login(client, "admin.a@test.example", world.slug_a)
 
-        async def dead() -> list[dict[str, Any]]:
-            listed = await client.get("/api/v1/jobs/dead-letters", headers=admin)
-            assert listed.status_code == 200, listed.text
-            return list(listed.json()["items"])
+            async def dead() -> list[dict[str, Any]]:
+                listed = await client.get("/api/v1/jobs/dead-letters", headers=admin)
+                assert listed.status_code == 200, listed.text
+                return list(listed.json()["items"])
 
-        await _wait_for(dead)
-        [letter] = await dead()
-        assert (letter["topic"], letter["handler"], letter["retries"]) == ("test.poison", "flaky-handler", 3)
-        assert "the downstream system refused the request" in letter["error"]
-        # Another tenant's administrator neither sees nor replays it; a clinician may not look.
-        b_admin = await login(client, "admin.b@test.example", world.slug_b)
-        assert (await client.get("/api/v1/jobs/dead-letters", headers=b_admin)).json()["items"] == []
-        url = f"/api/v1/jobs/dead-letters/{letter['id']}"
-        assert (await client.post(f"{url}/replay", headers=b_admin)).status_code == 404
-        doc = await login(client, "doc.a@test.example", world.slug_a)
-        assert (await client.get("/api/v1/jobs/dead-letters", headers=doc)).status_code == 403
+            await _wait_for(dead)
+            [letter] = await dead()
+            assert (letter["topic"], letter["handler"], letter["retries"]) == ("test.poison", "flaky-handler", 3)
+            assert "the downstream system refused the request" in letter["error"]
+            # Another tenant's administrator neither sees nor replays it; a clinician may not look.
+            b_admin = await login(client, "admin.b@test.example", world.slug_b)
+            assert (await client.get("/api/v1/jobs/dead-letters", headers=b_admin)).json()["items"] == []
+            url = f"/api/v1/jobs/dead-letters/{letter['id']}"
+            assert (await client.post(f"{url}/replay", headers=b_admin)).status_code == 404
+            doc = await login(client, "doc.a@test.example", world.slug_a)
+            assert (await client.get("/api/v1/jobs/dead-letters", headers=doc)).status_code == 403
 
-        FAULT["broken"] = False  # the fault is fixed
-        replayed = await client.post(f"{url}/replay", headers=admin)
-        assert replayed.status_code == 202 and replayed.json()["replay_requested_at"] is not None
-        assert (await client.post(f"{url}/replay", headers=admin)).status_code == 409
-        await relay_once(db, running.runtime)
+            FAULT["broken"] = False  # the fault is fixed
+            replayed = await client.post(f"{url}/replay", headers=admin)
+            assert replayed.status_code == 202 and replayed.json()["replay_requested_at"] is not None
+            assert (await client.post(f"{url}/replay", headers=admin)).status_code == 409
 
-        async def handled() -> bool:
-            events = await client.get("/api/v1/audit-events?action=test.handled", headers=admin)
-            return len(events.json()["items"]) == 1
+            async def handled() -> bool:
+                events = await client.get("/api/v1/audit-events?action=test.handled", headers=admin)
+                return len(events.json()["items"]) == 1
 
-        await _wait_for(handled)
-        assert (await client.get(url, headers=admin)).json()["replayed_at"] is not None
-        assert len(await dead()) == 1  # no new failure
+            await _wait_for(handled)
+            assert (await client.get(url, headers=admin)).json()["replayed_at"] is not None
+            assert len(await dead()) == 1  # no new failure
+            assert (await _ledger(db))[1] == 0
     finally:
         FAULT["broken"] = False
         running.runtime.close()
@@ -298,8 +341,7 @@ async def _staff_ids(client: AsyncTestClient[Any], admin: dict[str, str]) -> dic
 
 
 async def _process(db: async_sessionmaker[AsyncSession], jobs: Running) -> None:
-    while await relay_once(db, jobs.runtime):
-        await asyncio.to_thread(jobs.drain)
+    await jobs.settle(db)
 
 
 async def test_a_critical_result_alerts_the_ordering_clinician_with_a_stat_task(
@@ -521,3 +563,35 @@ async def test_published_events_are_pruned_after_a_week(
         async with db() as session:
             topics = set(await session.scalars(select(OutboxEvent.topic)))
     assert "test.recent" in topics and "test.old" not in topics
+
+
+async def test_a_job_whose_hand_overs_never_get_an_outcome_ends_in_the_dead_letters(
+    client: AsyncTestClient[Any], world: World, settings: Settings, db: async_sessionmaker[AsyncSession]
+) -> None:
+    """No worker ever answers (every message lost, or its worker dying each time): after the first hand-over and
+    one redelivery (job_max_retries=1) the job is a dead letter saying why, and nothing of it is left in the
+    ledger. Nothing loops for ever."""
+    short = settings.model_copy(
+        update={"job_max_retries": 1, "job_delivery_timeout_ms": 1100, "job_time_limit_ms": 1000}
+    )
+    with tenant_context(world.tenant_a):
+        async with db() as session, session.begin():
+            outbox.emit(session, "test.poison", {"note": "never answered"})
+    runtime = JobRuntime(short)  # no worker consumes its queue
+    admin = await login(client, "admin.a@test.example", world.slug_a)
+
+    async def dead() -> list[dict[str, Any]]:
+        return list((await client.get("/api/v1/jobs/dead-letters", headers=admin)).json()["items"])
+
+    stop = asyncio.Event()
+    relay = asyncio.create_task(relay_forever(db, runtime, 0.05, 200, stop))
+    try:
+        await _wait_for(dead, seconds=15)
+    finally:
+        stop.set()
+        await relay
+        runtime.broker.close()
+    [letter] = await dead()
+    assert (letter["topic"], letter["handler"], letter["retries"]) == ("test.poison", "flaky-handler", 2)
+    assert "no outcome within 1100 ms" in letter["error"]
+    assert await _ledger(db) == (0, 0)

@@ -1,6 +1,6 @@
 """Per-patient order: a handler applies one patient's events in the order they were written, even with several
-worker threads and a retry in between, while another patient's events go ahead; retries and waits are counted on
-/metrics, and waiting is never counted as failing."""
+worker threads, a retry or a lost message in between, while another patient's events go ahead; retries, waits and
+redeliveries are counted on /metrics, and waiting is never counted as failing."""
 
 # ruff: noqa: F811 - the db fixture imported from tests.test_jobs is a parameter name here
 
@@ -15,14 +15,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from dramatiq.brokers.stub import StubBroker
 from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core import audit, outbox
 from core.jobs.handlers import Event, on
+from core.jobs.models import JobDelivery
 from core.jobs.relay import QUEUE_LIMIT_BATCHES, relay_forever, relay_once
-from core.jobs.runtime import JobRuntime, message_for, ordering_window
+from core.jobs.runtime import CRITICAL_QUEUE, NAMESPACE, QUEUE, JobRuntime, message_for
 from core.outbox import OutboxEvent
 from core.settings import Settings
 from tenants.context import network_scope, tenant_context
@@ -80,6 +82,7 @@ COUNTERS = (
     'carehub_job_retries_total{queue="events"}',
     'carehub_job_failures_total{queue="events"}',
     'carehub_job_order_waits_total{queue="events"}',
+    'carehub_job_redeliveries_total{queue="events"}',
 )
 
 
@@ -105,7 +108,7 @@ async def test_a_patients_events_are_handled_in_order_and_another_patient_does_n
                     outbox.emit(session, "test.ordered", {"n": n}, aggregate_id=patient)
 
     assert await relay_once(db, workers.runtime) == 2 * EVENTS_PER_PATIENT
-    await asyncio.to_thread(workers.drain)
+    await workers.settle(db)
 
     def order(patient: uuid.UUID) -> list[int]:
         return [n for p, n in SEEN if p == str(patient)]
@@ -117,7 +120,7 @@ async def test_a_patients_events_are_handled_in_order_and_another_patient_does_n
     assert SLOW["failed"] == 1
 
     after = await _counters(client)
-    retries, failures, waits = (after[name] - before[name] for name in COUNTERS)
+    retries, failures, waits, _ = (after[name] - before[name] for name in COUNTERS)
     assert retries == 1  # the one failure; waiting for an earlier event is not a retry
     assert failures == 0
     assert waits >= EVENTS_PER_PATIENT - 1  # each later event of the slow patient waited at least once
@@ -127,46 +130,78 @@ async def test_a_patients_events_are_handled_in_order_and_another_patient_does_n
     assert len(handled["items"]) == 2 * EVENTS_PER_PATIENT  # each effect once
 
 
-async def test_an_earlier_event_that_will_never_be_handled_holds_the_patient_back_only_for_the_window(
-    client: AsyncTestClient[Any], world: World, settings: Settings, db: async_sessionmaker[AsyncSession]
+async def test_an_earlier_event_without_a_delivery_does_not_hold_the_patient_back(
+    world: World, workers: Running, db: async_sessionmaker[AsyncSession]
 ) -> None:
-    """Events the handler will never see (published before it existed, or whose message was lost) do not block a
-    patient for ever: one handed over a day ago is ignored, one handed over just now is waited for one window."""
+    """An event taken in before the handler existed (or before the ledger) has no delivery for it: the handler
+    will never see it, and the patient's later event does not wait for it."""
     SEEN.clear()
     SLOW.update(patient=None, other=None, failed=0)
-    short = settings.model_copy(
-        update={"job_max_retries": 0, "job_time_limit_ms": 100, "job_heartbeat_timeout_ms": 1000}
-    )
-    window = ordering_window(short).total_seconds()
-    assert window == pytest.approx(1.1)
     patient, now = uuid.uuid4(), datetime.now(UTC)
     with tenant_context(world.tenant_a):
         async with db() as session, session.begin():
-            for n, written in ((0, now - timedelta(days=1)), (1, now - timedelta(seconds=1))):
-                # Handed to the broker (published) but never delivered to this handler.
-                session.add(
-                    OutboxEvent(
-                        topic="test.ordered",
-                        payload={"n": n},
-                        aggregate_id=patient,
-                        created_at=written,
-                        published_at=now if n else written,
-                    )
+            written = now - timedelta(seconds=1)
+            session.add(
+                OutboxEvent(
+                    topic="test.ordered", payload={"n": 0}, aggregate_id=patient, created_at=written, published_at=now
                 )
-            outbox.emit(session, "test.ordered", {"n": 2}, aggregate_id=patient)
-    running = Running(short, threads=2)
-    running.worker.start()
+            )
+            outbox.emit(session, "test.ordered", {"n": 1}, aggregate_id=patient)
+    began = time.monotonic()
+    assert await relay_once(db, workers.runtime) == 1
+    await workers.settle(db)
+    assert SEEN == [(str(patient), 1)]
+    assert time.monotonic() - began < 5
+
+
+def _lose_every_message(runtime: JobRuntime) -> int:
+    """What the broker holds is gone (Redis killed without persistence, or restarted empty): how many were."""
+    broker = runtime.broker
+    if isinstance(broker, StubBroker):
+        held = sum(queue.qsize() for queue in broker.queues.values())
+        broker.flush_all()
+        return held
+    held = sum(int(broker.client.llen(f"{NAMESPACE}:{queue}")) for queue in (QUEUE, CRITICAL_QUEUE))
+    broker.client.flushdb()
+    return held
+
+
+async def test_a_patients_events_lost_by_the_broker_are_handed_over_again_in_order(
+    client: AsyncTestClient[Any], world: World, settings: Settings, db: async_sessionmaker[AsyncSession]
+) -> None:
+    """The broker loses every message it holds after the relay handed them over: the ledger hands each over
+    again once its delivery timeout has passed, the patient's events are handled in order, each once, and the
+    redeliveries are counted (the old relay marked them done when it handed them over: they were never handled)."""
+    SEEN.clear()
+    SLOW.update(patient=None, other=None, failed=0)
+    timeout_s = 1.5
+    short = settings.model_copy(update={"job_delivery_timeout_ms": int(timeout_s * 1000), "job_time_limit_ms": 1000})
+    patients = [uuid.uuid4(), uuid.uuid4()]
+    with tenant_context(world.tenant_a):
+        async with db() as session, session.begin():
+            for n in range(3):
+                for patient in patients:
+                    outbox.emit(session, "test.ordered", {"n": n}, aggregate_id=patient)
+    before = await _counters(client)
+    running = Running(short, threads=3)  # its worker starts only after the loss
     try:
+        assert await relay_once(db, running.runtime) == 6
+        assert await asyncio.to_thread(_lose_every_message, running.runtime) == 6
+        running.worker.start()
         began = time.monotonic()
-        assert await relay_once(db, running.runtime) == 1
-        await asyncio.to_thread(running.drain)
+        await running.settle(db, seconds=30)
         took = time.monotonic() - began
     finally:
         running.runtime.close()
         running.worker.stop()
         running.runtime.broker.close()
-    assert SEEN == [(str(patient), 2)]
-    assert window - 0.2 < took < window + 8  # it waited for the recent one, up to the window, and no longer
+    for patient in patients:
+        assert [n for p, n in SEEN if p == str(patient)] == [0, 1, 2]
+    assert len(SEEN) == 6
+    assert timeout_s - 0.5 < took < timeout_s + 10  # handed over again after the timeout, not before
+    after = await _counters(client)
+    assert after[COUNTERS[3]] - before[COUNTERS[3]] == 6
+    assert after[COUNTERS[1]] - before[COUNTERS[1]] == 0  # a lost message is not a failure
 
 
 async def test_a_job_that_fails_for_good_is_counted_once_per_attempt(
@@ -183,8 +218,7 @@ async def test_a_job_that_fails_for_good_is_counted_once_per_attempt(
         with tenant_context(world.tenant_a):
             async with db() as session, session.begin():
                 outbox.emit(session, "test.always_failing", {}, aggregate_id=uuid.uuid4())
-        await relay_once(db, running.runtime)
-        await asyncio.to_thread(running.drain)
+        await running.settle(db)
         after = await _counters(client)
     finally:
         running.runtime.close()
@@ -202,18 +236,18 @@ async def _always_failing(session: AsyncSession, event: Event) -> None:
     raise RuntimeError("the downstream system refused the request")
 
 
-async def _unpublished(db: async_sessionmaker[AsyncSession]) -> int:
-    with network_scope("test: count the outbox"):
+async def _never_handed_over(db: async_sessionmaker[AsyncSession]) -> int:
+    with network_scope("test: count the ledger"):
         async with db() as session:
-            query = select(func.count()).select_from(OutboxEvent).where(OutboxEvent.published_at.is_(None))
+            query = select(func.count()).select_from(JobDelivery).where(JobDelivery.sends == 0)
             return int(await session.scalar(query) or 0)
 
 
-async def test_a_backlog_waits_in_the_outbox_and_a_critical_event_still_goes_out(
+async def test_a_backlog_waits_in_the_ledger_and_a_critical_event_still_goes_out(
     world: World, settings: Settings, db: async_sessionmaker[AsyncSession]
 ) -> None:
     """The relay keeps the broker's queue short, so that the next batch (fair across tenants) is taken from the
-    outbox; a critical event goes out whatever the queue's length. No worker runs: the queue only fills."""
+    ledger; a critical event goes out whatever the queue's length. No worker runs: the queue only fills."""
     batch, limit = 10, QUEUE_LIMIT_BATCHES * 10
     with tenant_context(world.tenant_a):
         async with db() as session, session.begin():
@@ -229,12 +263,12 @@ async def test_a_backlog_waits_in_the_outbox_and_a_critical_event_still_goes_out
             await asyncio.sleep(0.05)
         await asyncio.sleep(0.3)  # several more relay passes: nothing more goes out
         assert await asyncio.to_thread(runtime.queue_depth) == limit
-        assert await _unpublished(db) == 15
+        assert await _never_handed_over(db) == 15
 
         with tenant_context(world.tenant_b):
             async with db() as session, session.begin():
                 outbox.emit(session, "lab_result.critical_received", {"result_id": str(uuid.uuid4())}, uuid.uuid4())
-        while await _unpublished(db) > 15:
+        while await _never_handed_over(db) > 15:
             assert asyncio.get_running_loop().time() < deadline, "the critical event did not go out"
             await asyncio.sleep(0.05)
         assert await asyncio.to_thread(runtime.queue_depth) == limit
@@ -265,7 +299,7 @@ async def test_a_message_without_its_events_time_is_ordered_by_the_outbox(
         later = message_for(events[1], "ordered-recorder")
         del later["created_at"]
         await runtime.deliver(later)
-        assert SEEN == []  # it waits (put back on the queue) for the first one
+        assert SEEN == []  # it waits (due again shortly, in the ledger) for the first one
         await runtime.deliver(message_for(events[0], "ordered-recorder"))
         await runtime.deliver(later)
         assert SEEN == [(str(patient), 0), (str(patient), 1)]

@@ -38,15 +38,30 @@ async def readyz(state: State) -> Response[dict[str, Any]]:
     checks["database"] = "ok" if database is None else f"unreachable: {database}"
     broker = await _broker_down(hub)
     checks["broker"] = ("ok (redis)" if hub.redis is not None else "ok (in-process)") if broker is None else broker
+    jobs: dict[str, Any] | None = None
     if database is None:
         try:
             async with hub.db() as session:
-                waiting, dead = await metrics.backlog(session)
-            checks["jobs"] = f"ok ({waiting} events waiting in the outbox, {dead} dead letters to look at)"
+                backlog = await metrics.backlog(session)
+            checks["jobs"] = (
+                f"ok ({backlog.unpublished} events waiting in the outbox, {backlog.pending} jobs not done, of which"
+                f" {backlog.in_flight} handed to the broker, the oldest for {backlog.oldest_seconds:.0f} s;"
+                f" {backlog.dead_letters} dead letters to look at)"
+            )
+            jobs = {
+                "outbox_waiting": backlog.unpublished,
+                "not_done": backlog.pending,
+                "handed_over_not_done": backlog.in_flight,
+                "waiting_for_retry_or_order": backlog.waiting,
+                "oldest_not_done_seconds": round(backlog.oldest_seconds, 1),
+                "dead_letters": backlog.dead_letters,
+            }
         except Exception as exc:  # the database went away between the two checks
             checks["jobs"] = f"unknown: {type(exc).__name__}"
     ready = database is None
     body: dict[str, Any] = {"status": "ready" if ready else "not ready", "checks": checks}
+    if jobs is not None:
+        body["jobs"] = jobs
     body["degraded"] = [] if broker is None else ["broker"]
     return Response(body, status_code=200 if ready else 503)
 

@@ -12,11 +12,11 @@ from datetime import timedelta
 from typing import Any
 
 from redis.asyncio import Redis
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db import utcnow
-from core.jobs.models import DeadLetter, JobReceipt
+from core.jobs.models import DeadLetter, JobDelivery, JobReceipt
 from core.jobs.runtime import COUNTERS_KEY, CRITICAL_QUEUE, NAMESPACE, QUEUE, local_counts
 from core.outbox import OutboxEvent
 from tenants.context import network_scope
@@ -34,6 +34,12 @@ class JobStats:
     broker_up: bool = True
     outbox_unpublished: int | None = None
     outbox_oldest_unpublished_seconds: float | None = None
+    # Deliveries in the ledger (jobs not done): handed to the broker and not answered yet, waiting for a retry or
+    # an earlier event (handed over before), new (never handed over); and the age of the oldest.
+    deliveries_in_flight: int | None = None
+    deliveries_waiting: int | None = None
+    deliveries_new: int | None = None
+    delivery_oldest_seconds: float | None = None
     dead_letters_pending: int | None = None
     dead_letters_replayed: int | None = None
     handled_last_hour: int | None = None
@@ -53,16 +59,46 @@ def _quantile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-async def backlog(session: AsyncSession) -> tuple[int, int]:
-    """What waits: unpublished outbox events and dead letters nobody has replayed (two counts, for /readyz)."""
+@dataclass(frozen=True)
+class Backlog:
+    """What waits, for /readyz: events not yet in the ledger, jobs in it (all, and those handed to the broker
+    without an outcome yet), the age of the oldest job, and dead letters nobody has replayed."""
+
+    unpublished: int
+    pending: int
+    in_flight: int
+    waiting: int
+    oldest_seconds: float
+    dead_letters: int
+
+
+async def backlog(session: AsyncSession) -> Backlog:
     with network_scope("job metrics: counts over every tenant"):
         unpublished = await session.scalar(
             select(func.count()).select_from(OutboxEvent).where(OutboxEvent.published_at.is_(None))
         )
-        pending = await session.scalar(
+        ledger = (
+            await session.execute(
+                select(
+                    func.count(),
+                    func.count(JobDelivery.sent_at),
+                    func.coalesce(func.sum(case((JobDelivery.sends == 0, 1), else_=0)), 0),
+                    func.min(JobDelivery.created_at),
+                )
+            )
+        ).one()
+        dead = await session.scalar(
             select(func.count()).select_from(DeadLetter).where(DeadLetter.replay_requested_at.is_(None))
         )
-    return int(unpublished or 0), int(pending or 0)
+    total, in_flight, new, oldest = ledger
+    return Backlog(
+        unpublished=int(unpublished or 0),
+        pending=int(total or 0),
+        in_flight=int(in_flight or 0),
+        waiting=int(total or 0) - int(in_flight or 0) - int(new or 0),
+        oldest_seconds=max((utcnow() - oldest).total_seconds(), 0.0) if oldest else 0.0,
+        dead_letters=int(dead or 0),
+    )
 
 
 async def collect(db: async_sessionmaker[AsyncSession], redis: Redis | None) -> JobStats:
@@ -88,7 +124,7 @@ async def collect(db: async_sessionmaker[AsyncSession], redis: Redis | None) -> 
 
 async def _database_figures(session: AsyncSession) -> dict[str, Any]:
     now = utcnow()
-    unpublished, pending = await backlog(session)
+    waiting = await backlog(session)
     with network_scope("job metrics: counts over every tenant"):
         oldest = await session.scalar(
             select(func.min(OutboxEvent.created_at)).where(OutboxEvent.published_at.is_(None))
@@ -111,9 +147,13 @@ async def _database_figures(session: AsyncSession) -> dict[str, Any]:
         )
     latencies = [max((done - created).total_seconds(), 0.0) for done, created in pairs]
     return {
-        "outbox_unpublished": unpublished,
+        "outbox_unpublished": waiting.unpublished,
         "outbox_oldest_unpublished_seconds": max((now - oldest).total_seconds(), 0.0) if oldest else 0.0,
-        "dead_letters_pending": pending,
+        "deliveries_in_flight": waiting.in_flight,
+        "deliveries_waiting": waiting.waiting,
+        "deliveries_new": waiting.pending - waiting.in_flight - waiting.waiting,
+        "delivery_oldest_seconds": waiting.oldest_seconds,
+        "dead_letters_pending": waiting.dead_letters,
         "dead_letters_replayed": int(replayed or 0),
         "handled_last_hour": int(handled or 0),
         "latency_p50_seconds": _quantile(latencies, 0.5),
@@ -156,7 +196,7 @@ def prometheus(stats: JobStats) -> str:
     metric(
         "carehub_outbox_unpublished",
         "gauge",
-        "Domain events not yet handed to the job broker.",
+        "Domain events not yet taken into the job ledger.",
         [("", stats.outbox_unpublished)],
     )
     metric(
@@ -164,6 +204,23 @@ def prometheus(stats: JobStats) -> str:
         "gauge",
         "Age of the oldest event still in the outbox.",
         [("", stats.outbox_oldest_unpublished_seconds)],
+    )
+    metric(
+        "carehub_job_deliveries",
+        "gauge",
+        "Jobs in the ledger, not done: in_flight (handed to the broker, no outcome yet; handed over again after the "
+        "delivery timeout), waiting (for a retry or an earlier event), new (not handed over yet).",
+        [
+            ('{state="in_flight"}', stats.deliveries_in_flight),
+            ('{state="waiting"}', stats.deliveries_waiting),
+            ('{state="new"}', stats.deliveries_new),
+        ],
+    )
+    metric(
+        "carehub_job_delivery_oldest_seconds",
+        "gauge",
+        "Age of the oldest job not done (since its event was taken into the ledger).",
+        [("", stats.delivery_oldest_seconds)],
     )
     metric(
         "carehub_job_dead_letters",
@@ -186,7 +243,7 @@ def prometheus(stats: JobStats) -> str:
     metric(
         "carehub_job_queue_depth",
         "gauge",
-        "Messages waiting in the broker (delayed: retries waiting).",
+        "Messages waiting in the broker (delayed: always 0, retries and waits are kept in the ledger).",
         [
             (f'{{queue="{QUEUE}"}}', stats.queue_depth),
             (f'{{queue="{QUEUE}.delayed"}}', stats.delayed_depth),
@@ -194,12 +251,17 @@ def prometheus(stats: JobStats) -> str:
         ],
     )
     for what, name, help_text in (
-        ("retries", "carehub_job_retries_total", "Failed job attempts put back for another try."),
+        ("retries", "carehub_job_retries_total", "Failed job attempts scheduled for another try."),
+        (
+            "redeliveries",
+            "carehub_job_redeliveries_total",
+            "Messages handed over again after the delivery timeout (the broker lost them, or their worker stopped).",
+        ),
         ("failures", "carehub_job_failures_total", "Jobs given up after their last retry (or refused)."),
         (
             "order_waits",
             "carehub_job_order_waits_total",
-            "Jobs put back to wait for an earlier event about the same record (not failures).",
+            "Job attempts that waited for an earlier event about the same record (not failures).",
         ),
     ):
         metric(

@@ -1,13 +1,16 @@
-"""The job broker and the one actor that delivers outbox events to their handlers.
+"""The job broker and the one actor that runs outbox events' handlers.
 
-Redis (dramatiq's Redis broker) when ``CAREHUB_REDIS_URL`` is set, otherwise an in-process broker. Every message
-names its event's tenant; the actor restores that tenant context before it touches the database and refuses a
-message without one. A handler's effect and its receipt commit together, so a redelivered message has its
-effect once. Failures are retried with exponential backoff up to ``job_max_retries``.
+The database is the ledger (core.jobs.models.JobDelivery); the broker only carries messages. Redis (dramatiq's Redis
+broker) when ``CAREHUB_REDIS_URL`` is set, otherwise an in-process broker. Every message names its event's tenant;
+the actor restores that tenant context before it touches the database and refuses a message without one.
 
-A handler sees one aggregate's (patient's) events in the order they were written: a message whose handler has not
-yet handled an earlier event of the same aggregate waits (it is put back, shortly, without spending a retry).
-Retries, failures for good and those waits are counted per queue for ``/metrics``.
+One attempt is one transaction: the handler's effect, its receipt and the end of its delivery commit together, so
+a message handed over twice has its effect once. What an attempt did not finish goes back to the ledger, never to
+the broker: a failure is counted on the delivery with its retry's time (exponential backoff, up to
+``job_max_retries``, then the dead letters), and a message whose handler has not yet done an earlier event of the
+same aggregate (patient) waits there briefly. The broker acknowledges every message and holds no delayed ones, so
+nothing depends on a re-enqueue, and a message the broker loses is handed over again by the relay when its delivery
+times out. Retries, failures for good, order waits and redeliveries are counted per queue for ``/metrics``.
 """
 
 from __future__ import annotations
@@ -15,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import random
 import threading
-import time
+import traceback
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -27,26 +32,20 @@ from dramatiq.asyncio import get_event_loop_thread
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.common import q_name
-from dramatiq.middleware import (
-    AgeLimit,
-    Callbacks,
-    CurrentMessage,
-    Pipelines,
-    Retries,
-    ShutdownNotifications,
-    TimeLimit,
-)
+from dramatiq.middleware import Callbacks, Pipelines, ShutdownNotifications, TimeLimit
 from dramatiq.middleware.asyncio import AsyncIO
-from sqlalchemy import ColumnElement, ScalarSelect, Select, bindparam, null, or_, select, tuple_
+from sqlalchemy import ColumnElement, ScalarSelect, Select, bindparam, delete, null, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 
 from core import schema as _schema  # noqa: F401 - every table known to the ORM (foreign keys resolve)
 from core.db import make_engine, make_sessionmaker, utcnow
 from core.jobs.handlers import HANDLERS, Event, handler
-from core.jobs.models import DeadLetter, JobReceipt
+from core.jobs.models import DeadLetter, JobDelivery, JobReceipt
 from core.outbox import OutboxEvent
 from core.settings import Settings
 from tenants.context import tenant_context
+from tenants.isolation import append, prebuilt
 
 log = logging.getLogger(__name__)
 QUEUE = "events"
@@ -58,9 +57,10 @@ NAMESPACE = "carehub:jobs"
 ACTOR = "carehub.deliver"
 # With Redis: one hash of counters ("retries:events" -> n) shared by every worker, read by /metrics.
 COUNTERS_KEY = f"{NAMESPACE}:__counters__"
-# A message waiting for an earlier event of its aggregate is put back after 100 ms, then 200 ms, ... up to 5 s.
+# A delivery waiting for an earlier event of its aggregate is handed over again after 100 ms, 200 ms, ... up to 5 s.
 ORDER_WAIT_MIN_MS = 100
 ORDER_WAIT_MAX_MS = 5_000
+
 
 _local_counts: Counter[str] = Counter()
 _local_lock = threading.Lock()
@@ -70,45 +70,18 @@ class Refused(Exception):
     """A message the actor will not run (no tenant, unknown handler): retrying cannot help."""
 
 
-class DeadLetters(dramatiq.Middleware):
-    """After its last retry, a failed job is written to its tenant's dead-letter list (listed before Retries)."""
-
-    def __init__(self) -> None:
-        self.runtime: JobRuntime | None = None
-
-    def after_process_message(
-        self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: BaseException | None = None
-    ) -> None:
-        if exception is None or not message.failed or self.runtime is None:
-            return
-        if message.actor_name not in (ACTOR, CRITICAL_ACTOR):
-            return
-        body = message.args[0] if message.args else {}
-        trace = str(message.options.get("traceback") or "")
-        error = f"{type(exception).__name__}: {exception}\n{trace}"[:20_000]
-        retries = int(message.options.get("retries", 0))
-        loop = get_event_loop_thread()
-        if loop is None:
-            log.error("no event loop to record a dead letter for %r", body)
-            return
-        try:
-            loop.run_coroutine(self.runtime.record_dead_letter(body, error, retries))
-        except Exception:  # never let the dead-letter write take the worker down
-            log.exception("could not record a dead letter for %r", body)
-
-
-def count(broker: dramatiq.Broker, what: str, queue: str) -> None:
-    """Add one to a job counter: in Redis when it is the broker (every worker adds to the same numbers), otherwise
-    in this process (the in-process broker's jobs run here)."""
+def count(broker: dramatiq.Broker, what: str, queue: str, n: int = 1) -> None:
+    """Add to a job counter: in Redis when it is the broker (every worker adds to the same numbers), otherwise in
+    this process (the in-process broker's jobs run here). A count lost with Redis's data is a counter reset."""
     name = f"{what}:{q_name(queue)}"
     if isinstance(broker, RedisBroker):
         try:
-            broker.client.hincrby(COUNTERS_KEY, name, 1)
+            broker.client.hincrby(COUNTERS_KEY, name, n)
         except Exception:  # a lost count must not fail the job
             log.warning("could not count %s in Redis", name, exc_info=True)
         return
     with _local_lock:
-        _local_counts[name] += 1
+        _local_counts[name] += n
 
 
 def local_counts() -> dict[str, int]:
@@ -117,78 +90,74 @@ def local_counts() -> dict[str, int]:
         return dict(_local_counts)
 
 
-class JobCounters(dramatiq.Middleware):
-    """Counts each failed attempt as a retry, or as a failure for good once Retries has given the job up (listed
-    before Retries, so that its "after" hook sees Retries' decision)."""
+def queue_of(topic: str) -> str:
+    return CRITICAL_QUEUE if topic in CRITICAL_TOPICS else QUEUE
 
-    def after_process_message(
-        self, broker: dramatiq.Broker, message: Any, *, result: Any = None, exception: BaseException | None = None
-    ) -> None:
-        if exception is None or message.actor_name not in (ACTOR, CRITICAL_ACTOR):
-            return
-        count(broker, "failures" if message.failed else "retries", message.queue_name)
+
+def backoff(settings: Settings, attempts: int) -> timedelta:
+    """How long a delivery waits after its ``attempts``-th failure: the minimum backoff doubled per failure up to
+    the maximum, less up to a quarter at random (so that jobs failing together do not come back together)."""
+    longest = min(settings.job_min_backoff_ms * 2 ** (attempts - 1), settings.job_max_backoff_ms)
+    return timedelta(milliseconds=longest * (1 - random.random() / 4))  # noqa: S311 - jitter, not a secret
 
 
 def ordering_window(settings: Settings) -> timedelta:
-    """How long after it was handed to the broker an earlier event can still hold back a later one of its aggregate.
-
-    As long as its job may still be running or waiting for a retry: every retry's longest backoff, a time limit per
-    attempt, and the heartbeat timeout after which a dead worker's job runs again (18 minutes with the defaults).
-    After that the earlier event is handled, in the dead letters, or will never be handled by this handler (it was
-    published before the handler existed): it no longer holds anything back, and no message waits longer.
-    """
+    """How long an earlier event of an aggregate can hold back a later one: as long as its delivery may still be
+    retried, each attempt timing out at the worst (26.5 minutes with the defaults). Until then the earlier event is
+    handled or in the dead letters, and releases the later ones; a delivery that has waited longer (its earlier one
+    is stuck for a reason the ledger does not know) goes ahead, with a warning: it never waits for ever."""
     backoffs = sum(
-        min(2 * settings.job_min_backoff_ms * 2**attempt, settings.job_max_backoff_ms)
+        min(settings.job_min_backoff_ms * 2**attempt, settings.job_max_backoff_ms)
         for attempt in range(settings.job_max_retries)
     )
-    attempts = (settings.job_max_retries + 1) * settings.job_time_limit_ms
-    return timedelta(milliseconds=backoffs + attempts + settings.job_heartbeat_timeout_ms)
+    attempts = (settings.job_max_retries + 1) * settings.job_delivery_timeout_ms
+    return timedelta(milliseconds=backoffs + attempts)
 
 
-def _first(rows: Select[uuid.UUID]) -> ScalarSelect[uuid.UUID]:
-    """The first row's id or NULL, as a correlated subquery with LIMIT 1: PostgreSQL keeps it a per-row index lookup,
-    where NOT EXISTS may become an anti-join that, on a young table without statistics, reads every receipt of the
-    tenant for each earlier event (30 ms a check in the fairness benchmark)."""
+def _first(rows: Select[Any]) -> ScalarSelect[Any]:
+    """The first row's value or NULL, as a correlated subquery with LIMIT 1: PostgreSQL keeps it a per-row index
+    lookup, where NOT EXISTS may become an anti-join that, on a young table without statistics, reads every receipt
+    of the tenant for each check."""
     return rows.limit(1).scalar_subquery()
 
 
 @functools.cache
-def _handled_and_earlier_query(ordering: str) -> Select[uuid.UUID, Any]:
-    """The delivery's one statement, built once (building it costs more than running it): the event's receipt, and
-    the first earlier event of its aggregate that the handler has neither handled nor given up on. ``ordering`` is
-    "none" (no aggregate, or waited long enough), "by_message" (the event's time is bound) or "by_outbox"."""
+def _state_query(ordering: str) -> Select[Any]:
+    """An attempt's one statement, built once (building it costs more than running it): the event's receipt (done
+    already?), its delivery's waits and intake time, and the first earlier event of its aggregate whose delivery to
+    the same handler is not done (neither handled nor in the dead letters: a done delivery is deleted). ``ordering``
+    is "none" (no aggregate, or waited long enough), "by_message" (the event's time is bound) or "by_outbox"."""
     event_id = bindparam("event_id", type_=OutboxEvent.id.type)
     handler_name = bindparam("handler", type_=JobReceipt.handler.type)
     handled = _first(select(JobReceipt.id).where(JobReceipt.event_id == event_id, JobReceipt.handler == handler_name))
+    mine = (JobDelivery.event_id == event_id, JobDelivery.handler == handler_name)
+    waits = _first(select(JobDelivery.waits).where(*mine))
+    entered = _first(select(JobDelivery.created_at).where(*mine))
     if ordering == "none":
-        return select(handled.label("handled"), null().label("earlier"))
+        return select(handled.label("handled"), null().label("earlier"), waits.label("waits"), entered.label("entered"))
     this: ColumnElement[Any] = (
         bindparam("created_at", type_=OutboxEvent.created_at.type)
         if ordering == "by_message"
         else select(OutboxEvent.created_at).where(OutboxEvent.id == event_id).scalar_subquery()
     )
-    earlier = (
-        select(OutboxEvent.id)
+    earlier = _first(
+        select(JobDelivery.event_id)
         .where(
-            OutboxEvent.aggregate_id == bindparam("aggregate_id", type_=OutboxEvent.aggregate_id.type),
-            OutboxEvent.topic.in_(bindparam("topics", expanding=True)),
-            tuple_(OutboxEvent.created_at, OutboxEvent.id) < tuple_(this, event_id),
-            or_(
-                OutboxEvent.published_at.is_(None),
-                OutboxEvent.published_at >= bindparam("published_since", type_=OutboxEvent.created_at.type),
-            ),
-            _first(
-                select(JobReceipt.id).where(JobReceipt.event_id == OutboxEvent.id, JobReceipt.handler == handler_name)
-            ).is_(None),
-            _first(
-                select(DeadLetter.id).where(DeadLetter.event_id == OutboxEvent.id, DeadLetter.handler == handler_name)
-            ).is_(None),
+            JobDelivery.handler == handler_name,
+            JobDelivery.aggregate_id == bindparam("aggregate_id", type_=JobDelivery.aggregate_id.type),
+            tuple_(JobDelivery.event_created_at, JobDelivery.event_id) < tuple_(this, event_id),
         )
-        .order_by(OutboxEvent.created_at, OutboxEvent.id)
-        .limit(1)
-        .scalar_subquery()
+        .order_by(JobDelivery.event_created_at, JobDelivery.event_id)
     )
-    return select(handled.label("handled"), earlier.label("earlier"))
+    return select(handled.label("handled"), earlier.label("earlier"), waits.label("waits"), entered.label("entered"))
+
+
+# The end of a delivery, in the transaction of the handler's receipt.
+_DONE = prebuilt(
+    delete(JobDelivery)
+    .where(JobDelivery.event_id == bindparam("event_id"), JobDelivery.handler == bindparam("handler"))
+    .execution_options(synchronize_session=False)
+)
 
 
 def subscribed_topics(handler_name: str) -> list[str]:
@@ -197,22 +166,15 @@ def subscribed_topics(handler_name: str) -> list[str]:
 
 
 def make_broker(settings: Settings) -> dramatiq.Broker:
+    """No Retries middleware: a message is acknowledged whatever its attempt did (the ledger keeps what is left to
+    do), so the broker never holds delayed messages, which dramatiq's Redis broker keeps in worker memory."""
     middleware = [
-        AgeLimit(),
-        TimeLimit(time_limit=settings.job_time_limit_ms),
+        # The attempt's own timeout (JobRuntime.deliver) comes first; this one stops a handler stuck outside the
+        # event loop's reach, a little later.
+        TimeLimit(time_limit=settings.job_time_limit_ms + 5_000),
         ShutdownNotifications(),
         Callbacks(),
         Pipelines(),
-        CurrentMessage(),
-        # "after" hooks run in reverse order: these see a message after Retries has decided on it.
-        JobCounters(),
-        DeadLetters(),
-        Retries(
-            max_retries=settings.job_max_retries,
-            min_backoff=settings.job_min_backoff_ms,
-            max_backoff=settings.job_max_backoff_ms,
-            retry_when=lambda retries, exc: not isinstance(exc, Refused) and retries < settings.job_max_retries,
-        ),
         AsyncIO(),
     ]
     if not settings.redis_url:
@@ -223,7 +185,8 @@ def make_broker(settings: Settings) -> dramatiq.Broker:
         namespace=NAMESPACE,
         heartbeat_timeout=settings.job_heartbeat_timeout_ms,
         # Out of a million fetches: every fetch also requeues the messages of workers that stopped sending
-        # heartbeats, so a crashed worker's jobs run again within heartbeat_timeout.
+        # heartbeats, so a crashed worker's jobs run again within heartbeat_timeout (the ledger's delivery
+        # timeout covers them too, later).
         maintenance_chance=1_000_000,
         # A blocked socket cannot be interrupted by a time limit: every call to Redis has its own timeouts.
         socket_connect_timeout=2,
@@ -232,15 +195,30 @@ def make_broker(settings: Settings) -> dramatiq.Broker:
 
 
 def message_for(event: OutboxEvent, handler_name: str) -> dict[str, Any]:
+    return message_of(
+        event.id, event.tenant_id, event.topic, handler_name, event.payload, event.aggregate_id, event.created_at
+    )
+
+
+def message_of(
+    event_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    topic: str,
+    handler_name: str,
+    payload: dict[str, Any],
+    aggregate_id: uuid.UUID | None,
+    created_at: datetime | None,
+) -> dict[str, Any]:
+    """The broker message of one (event, handler) delivery: all a worker needs to run it."""
     return {
-        "event_id": str(event.id),
-        "tenant_id": str(event.tenant_id),
-        "topic": event.topic,
+        "event_id": str(event_id),
+        "tenant_id": str(tenant_id),
+        "topic": topic,
         "handler": handler_name,
-        "payload": event.payload,
-        "aggregate_id": str(event.aggregate_id) if event.aggregate_id else None,
+        "payload": payload,
+        "aggregate_id": str(aggregate_id) if aggregate_id else None,
         # Where the event stands in its aggregate's order (see JobRuntime.deliver).
-        "created_at": event.created_at.isoformat() if event.created_at else None,
+        "created_at": created_at.isoformat() if created_at else None,
     }
 
 
@@ -263,17 +241,33 @@ class JobRuntime:
             options={},
         )
         self._db: async_sessionmaker[AsyncSession] | None = None
-        for middleware in self.broker.middleware:
-            if isinstance(middleware, DeadLetters):
-                middleware.runtime = self
+        # Whether this runtime has handed a message to its broker yet (see relay.recover_in_process).
+        self.handed_over = False
+
+    @property
+    def volatile(self) -> bool:
+        """Whether the broker's messages die with this process (the in-process broker)."""
+        return isinstance(self.broker, StubBroker)
 
     def send(self, message: dict[str, Any]) -> None:
         """Put one (event, handler) message on its queue; raises when the broker is unreachable."""
         actor = self.critical_actor if message.get("topic") in CRITICAL_TOPICS else self.actor
         actor.send(message)
 
+    def send_all(self, messages: Iterable[dict[str, Any]]) -> tuple[int, Exception | None]:
+        """Hand messages to the broker in order, until one cannot be: how many were, and the error that stopped."""
+        sent = 0
+        self.handed_over = True
+        for message in messages:
+            try:
+                self.send(message)
+            except Exception as exc:
+                return sent, exc
+            sent += 1
+        return sent, None
+
     def queue_depth(self) -> int:
-        """Messages waiting in the events queue for a worker (not the critical queue, not retries waiting)."""
+        """Messages waiting in the events queue for a worker (not the critical queue)."""
         if isinstance(self.broker, RedisBroker):
             return int(self.broker.client.llen(f"{NAMESPACE}:{QUEUE}"))
         if isinstance(self.broker, StubBroker):
@@ -289,7 +283,11 @@ class JobRuntime:
         return self._db
 
     async def deliver(self, message: dict[str, Any]) -> None:
-        """Run one handler for one event, once in effect, after the handler's earlier events of the same aggregate."""
+        """Run one handler for one event, once in effect, after the handler's earlier events of the same aggregate.
+
+        Never raises for the handler's sake: its failure, a timeout or a lost database are written to the ledger
+        (or, when even that fails, the delivery times out and is handed over again), and the message is done.
+        """
         try:
             tenant_id = uuid.UUID(str(message["tenant_id"]))
             event = Event(
@@ -300,94 +298,134 @@ class JobRuntime:
                 aggregate_id=uuid.UUID(message["aggregate_id"]) if message.get("aggregate_id") else None,
             )
             name = str(message["handler"])
-            run = handler(event.topic, name)
             created_at = datetime.fromisoformat(message["created_at"]) if message.get("created_at") else None
         except (KeyError, TypeError, ValueError) as exc:
+            count(self.broker, "failures", queue_of(str(message.get("topic", ""))))
             raise Refused(f"not a carehub event message: {exc!r}") from None
-        current = CurrentMessage.get_current_message()
         with tenant_context(tenant_id):
-            async with self._sessionmaker()() as session, session.begin():
-                done, earlier = await self._handled_and_earlier(session, event, created_at, name, current)
-                if done:
-                    log.info("event %s already handled by %s", event.id, name)
-                    return
-                if earlier is None:
-                    session.add(JobReceipt(event_id=event.id, handler=name))
-                    await run(session, event)
-        if earlier is not None:
-            log.info("event %s waits for %s to be handled by %s first", event.id, earlier, name)
-            await asyncio.to_thread(self._wait_again, message, current)
+            try:
+                async with asyncio.timeout(self.settings.job_time_limit_ms / 1000):
+                    waits = await self._attempt(event, name, created_at)
+            except Exception as exc:
+                await self._failed(message, event, name, created_at, exc)
+                return
+        if waits:
+            count(self.broker, "order_waits", queue_of(event.topic))
 
-    async def _handled_and_earlier(
-        self,
-        session: AsyncSession,
-        event: Event,
-        created_at: datetime | None,
-        name: str,
-        current: dramatiq.Message[Any] | None,
-    ) -> tuple[bool, uuid.UUID | None]:
-        """Whether the handler has handled the event, and an earlier event of the same aggregate that it has yet to
-        handle (or None): one statement, a round trip, each part an indexed lookup.
-
-        Earlier is (created_at, id): events written in one transaction may share a timestamp, and the relay hands
-        them over in the same order. An event in the dead letters does not hold the others back, nor does one
-        handed to the broker longer ago than the ordering window; and a message that has already waited that long
-        goes ahead (with a warning): a patient's events wait for one another, never for ever.
-        """
-        params: dict[str, Any] = {"event_id": event.id, "handler": name}
-        ordering = "none"
-        window = ordering_window(self.settings)
-        since = int(current.options.get("order_wait_since", 0)) if current is not None else 0
-        if since and time.time() * 1000 - since > window.total_seconds() * 1000:
-            log.warning("event %s stopped waiting for the earlier events of %s", event.id, event.aggregate_id)
-        elif event.aggregate_id is not None:
-            # The message carries its event's time (one written before it did not: read from the outbox).
-            ordering = "by_message" if created_at is not None else "by_outbox"
-            params.update(
-                aggregate_id=event.aggregate_id, topics=subscribed_topics(name), published_since=utcnow() - window
+    async def _attempt(self, event: Event, name: str, created_at: datetime | None) -> bool:
+        """One attempt, in one transaction; whether it waits for an earlier event instead (written to the ledger)."""
+        run = handler(event.topic, name)  # KeyError: a handler this worker does not know (fails, is retried)
+        async with self._sessionmaker()() as session, session.begin():
+            params: dict[str, Any] = {"event_id": event.id, "handler": name}
+            ordering = "none"
+            if event.aggregate_id is not None:
+                # The message carries its event's time (one written before it did not: read from the outbox).
+                ordering = "by_message" if created_at is not None else "by_outbox"
+                params.update(aggregate_id=event.aggregate_id)
+                if created_at is not None:
+                    params["created_at"] = created_at
+            row = (await session.execute(_state_query(ordering), params)).one()
+            ledgered = row.entered is not None
+            if row.handled is not None:
+                log.info("event %s already handled by %s", event.id, name)
+                if ledgered:
+                    await session.execute(_DONE, {"event_id": event.id, "handler": name})
+                return False
+            if row.earlier is not None:
+                if not ledgered or utcnow() - row.entered < ordering_window(self.settings):
+                    log.info("event %s waits for %s to be handled by %s first", event.id, row.earlier, name)
+                    await self._wait(session, event, name, created_at, row.waits or 0, ledgered)
+                    return True
+                log.warning("event %s stopped waiting for the earlier events of %s", event.id, event.aggregate_id)
+            append(
+                session,
+                JobReceipt,
+                {"id": uuid.uuid4(), "event_id": event.id, "handler": name, "processed_at": utcnow()},
             )
-            if created_at is not None:
-                params["created_at"] = created_at
-        row = (await session.execute(_handled_and_earlier_query(ordering), params)).one()
-        return row.handled is not None, row.earlier
+            await run(session, event)
+            if ledgered:
+                await session.execute(_DONE, {"event_id": event.id, "handler": name})
+        return False
 
-    def _wait_again(self, message: dict[str, Any], current: dramatiq.Message[Any] | None) -> None:
-        """Put the message back on its queue shortly, keeping its retries (waiting is not failing)."""
-        if current is None:  # called outside a worker: a new message
-            actor = self.critical_actor if message.get("topic") in CRITICAL_TOPICS else self.actor
-            actor.send_with_options(args=(message,), delay=ORDER_WAIT_MIN_MS)
-            count(self.broker, "order_waits", actor.queue_name)
-            return
-        waits = int(current.options.get("order_waits", 0))
-        since = int(current.options.get("order_wait_since", 0)) or int(time.time() * 1000)
-        delay = min(ORDER_WAIT_MIN_MS * 2**waits, ORDER_WAIT_MAX_MS)
-        again = current.copy(options={"order_waits": waits + 1, "order_wait_since": since})
-        self.broker.enqueue(again, delay=delay)
-        count(self.broker, "order_waits", current.queue_name)
+    async def _wait(
+        self, session: AsyncSession, event: Event, name: str, created_at: datetime | None, waits: int, ledgered: bool
+    ) -> None:
+        """The delivery is handed over again shortly (100 ms, 200 ms, ... 5 s), its retries untouched."""
+        due = utcnow() + timedelta(milliseconds=min(ORDER_WAIT_MIN_MS * 2**waits, ORDER_WAIT_MAX_MS))
+        if ledgered:
+            delivery = await session.scalar(
+                select(JobDelivery).where(JobDelivery.event_id == event.id, JobDelivery.handler == name)
+            )
+            if delivery is not None:
+                delivery.waits = waits + 1
+                delivery.sent_at = None
+                delivery.next_attempt_at = due
+                return
+        session.add(self._new_delivery(event, name, created_at, due, waits=1))
 
-    async def record_dead_letter(self, message: dict[str, Any], error: str, retries: int) -> None:
-        """Keep a job that failed for good in its tenant's dead-letter list (a message without one is only logged)."""
-        try:
-            tenant_id = uuid.UUID(str(message["tenant_id"]))
-            event_id = uuid.UUID(str(message["event_id"]))
-        except (KeyError, TypeError, ValueError):
-            log.error("a job without a tenant failed for good: %r (%s)", message, error.splitlines()[0])
-            return
-        with tenant_context(tenant_id):
-            async with self._sessionmaker()() as session, session.begin():
-                session.add(
-                    DeadLetter(
-                        event_id=event_id,
-                        topic=str(message.get("topic", ""))[:100],
-                        handler=str(message.get("handler", ""))[:100],
-                        message=message,
-                        error=error,
-                        retries=retries,
-                    )
-                )
-        log.warning(
-            "job %s/%s failed for good: %s", message.get("topic"), message.get("handler"), error.splitlines()[0]
+    def _new_delivery(
+        self, event: Event, name: str, created_at: datetime | None, due: datetime, **counts: int
+    ) -> JobDelivery:
+        """A delivery for a message that came without one (sent before the ledger, or by hand)."""
+        return JobDelivery(
+            event_id=event.id,
+            handler=name,
+            topic=event.topic,
+            aggregate_id=event.aggregate_id,
+            event_created_at=created_at or utcnow(),
+            next_attempt_at=due,
+            sends=1,
+            **counts,
         )
+
+    async def _failed(
+        self, message: dict[str, Any], event: Event, name: str, created_at: datetime | None, exc: BaseException
+    ) -> None:
+        """Count a failed attempt on its delivery: its retry's time, or after the last retry a dead letter. When the
+        database cannot be written, the delivery is handed over again after its timeout, which counts it then."""
+        error = f"{type(exc).__name__}: {exc}\n{''.join(traceback.format_exception(exc))}"[:20_000]
+        queue = queue_of(event.topic)
+        try:
+            async with self._sessionmaker()() as session, session.begin():
+                mine = (JobDelivery.event_id == event.id, JobDelivery.handler == name)
+                handled = await session.scalar(
+                    select(JobReceipt.id).where(JobReceipt.event_id == event.id, JobReceipt.handler == name)
+                )
+                delivery = await session.scalar(select(JobDelivery).where(*mine).with_for_update())
+                if handled is not None:  # a duplicate that ran beside the attempt that succeeded
+                    if delivery is not None:
+                        await session.delete(delivery)
+                    return
+                if delivery is None:
+                    delivery = self._new_delivery(event, name, created_at, utcnow())
+                    session.add(delivery)
+                delivery.attempts += 1
+                delivery.last_error = error
+                delivery.sent_at = None
+                if delivery.attempts <= self.settings.job_max_retries:
+                    delivery.next_attempt_at = utcnow() + backoff(self.settings, delivery.attempts)
+                    outcome = "retries"
+                else:
+                    session.add(dead_letter(event.tenant_id, delivery, message, error))
+                    await session.delete(delivery)
+                    outcome = "failures"
+        except StaleDataError:  # a duplicate's attempt (SQLite: no row locks) ended the delivery first
+            log.info("job %s/%s: another attempt recorded its outcome first", event.topic, name)
+            return
+        except Exception:
+            log.exception("job %s/%s failed and the failure could not be recorded", event.topic, name)
+            return
+        count(self.broker, outcome, queue)
+        if outcome == "failures":
+            log.warning("job %s/%s failed for good: %s", event.topic, name, error.splitlines()[0])
+        else:
+            log.info(
+                "job %s/%s failed (attempt %d), retried later: %s",
+                event.topic,
+                name,
+                delivery.attempts,
+                error.splitlines()[0],
+            )
 
     async def dispose(self) -> None:
         """Close the actor's database connections from the running loop (when ``deliver`` was awaited there, not
@@ -402,3 +440,16 @@ class JobRuntime:
             engine = self._db.kw["bind"]
             get_event_loop_thread().run_coroutine(engine.dispose())  # type: ignore[union-attr]
             self._db = None
+
+
+def dead_letter(tenant_id: uuid.UUID, delivery: JobDelivery, message: dict[str, Any], error: str) -> DeadLetter:
+    """The dead letter of a delivery that failed after its last retry; ``retries`` counts its failed attempts."""
+    return DeadLetter(
+        tenant_id=tenant_id,
+        event_id=delivery.event_id,
+        topic=delivery.topic[:100],
+        handler=delivery.handler[:100],
+        message=message,
+        error=error,
+        retries=delivery.attempts,
+    )

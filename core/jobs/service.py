@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -10,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import audit
 from core.db import utcnow
 from core.errors import Conflict
-from core.jobs.models import DeadLetter
+from core.jobs.models import DeadLetter, JobDelivery
 from core.jobs.schemas import DeadLetterOut
 from core.principal import Principal
 from core.records import get_or_404
@@ -61,8 +62,9 @@ async def read_dead_letter(session: AsyncSession, principal: Principal, letter_i
 
 
 async def replay(session: AsyncSession, principal: Principal, letter_id: uuid.UUID) -> DeadLetterOut:
-    """Ask for the job to run again (the relay sends it with its original event id, so a handler that has
-    meanwhile succeeded does nothing twice). A letter is replayed once; a new failure makes a new letter."""
+    """Put the job back in the ledger, due now with its retries anew (the relay hands it over with its original
+    event id, so a handler that has meanwhile succeeded does nothing twice). A letter is replayed once; a new
+    failure makes a new letter."""
     principal.require("jobs", "replay")
     letter = await get_or_404(
         session,
@@ -76,8 +78,26 @@ async def replay(session: AsyncSession, principal: Principal, letter_id: uuid.UU
     )
     if letter.replay_requested_at is not None:
         raise Conflict("a replay of this dead letter was already asked for", field="dead_letter_id", source="path")
-    letter.replay_requested_at = utcnow()
+    now = utcnow()
+    letter.replay_requested_at = now
     letter.replay_requested_by = principal.user_id
+    message = letter.message
+    pending = await session.scalar(
+        select(JobDelivery.id).where(JobDelivery.event_id == letter.event_id, JobDelivery.handler == letter.handler)
+    )
+    if pending is None:  # (a delivery of the same job may be in the ledger again already: it is the replay)
+        created = message.get("created_at")
+        session.add(
+            JobDelivery(
+                event_id=letter.event_id,
+                handler=letter.handler,
+                topic=letter.topic,
+                aggregate_id=uuid.UUID(message["aggregate_id"]) if message.get("aggregate_id") else None,
+                event_created_at=datetime.fromisoformat(created) if created else letter.failed_at,
+                next_attempt_at=now,
+            )
+        )
+    letter.replayed_at = now
     audit.record(
         session,
         principal.actor,

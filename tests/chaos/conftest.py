@@ -1,0 +1,119 @@
+"""The chaos suite's deployment (one per module: its own Redis, database and processes) and its summary.
+
+Each fault test records one line of figures (``record_property("chaos", ...)``); pytest-xdist forwards a test's
+user properties to the controller, where :func:`pytest_terminal_summary` prints them, so the CI log shows, per
+fault, the no-shows, follow-up tasks, duplicates, missing ones and the drain time, even under ``pytest -q``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Generator, Iterator
+from typing import Any
+
+import pytest
+
+from tests.chaos.harness import CAREHUB, Deployment, chaos_database_name, create_database, drop_database
+
+SUMMARY_PROPERTY = "chaos"
+SUMMARY_COLUMNS = {"fault", "outcome", "no_shows", "follow_ups", "duplicates", "missing", "drain_seconds"}
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+REQUIRE_SERVICES = os.environ.get("CAREHUB_REQUIRE_SERVICES") == "1"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "chaos: starts its own Redis and carehub processes and breaks them")
+
+
+def _unavailable(reason: str) -> None:
+    """Without a service the suite cannot run: a failure in CI (CAREHUB_REQUIRE_SERVICES=1), a skip elsewhere."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"chaos suite: {reason} (CAREHUB_REQUIRE_SERVICES=1: nothing is skipped)", pytrace=False)
+    pytest.skip(f"chaos suite: {reason}")
+
+
+@contextlib.contextmanager
+def _one_worker_at_a_time(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Creating databases and granting the (shared) application role: one xdist worker at a time."""
+    if not WORKER:
+        yield
+        return
+    with open(tmp_path_factory.getbasetemp().parent / "postgres-roles.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    owner_url = os.environ.get("CAREHUB_TEST_POSTGRES_URL")
+    app_url = os.environ.get("CAREHUB_TEST_POSTGRES_APP_URL")
+    if not owner_url or not app_url:
+        _unavailable("CAREHUB_TEST_POSTGRES_URL and CAREHUB_TEST_POSTGRES_APP_URL are not both set")
+    assert owner_url and app_url
+    if shutil.which("redis-server") is None and not os.path.exists("/usr/bin/redis-server"):
+        _unavailable("redis-server is not installed")
+    if not CAREHUB.exists():
+        _unavailable(f"{CAREHUB} is missing (make install)")
+    database = chaos_database_name(owner_url, WORKER)
+    try:
+        with _one_worker_at_a_time(tmp_path_factory):
+            create_database(owner_url, database)
+    except OSError as exc:
+        _unavailable(f"PostgreSQL at {owner_url} is unreachable: {exc}")
+    hub = Deployment(tmp_path_factory.mktemp("chaos"), owner_url, app_url, database)
+    try:
+        with _one_worker_at_a_time(tmp_path_factory):
+            hub.start()
+        yield hub
+    except Exception as exc:
+        raise AssertionError(f"the chaos deployment did not start: {exc}\n{hub.logs()}") from exc
+    finally:
+        hub.stop()
+        drop_database(owner_url, database)
+
+
+@pytest.fixture(autouse=True)
+def healthy(deployment: Deployment) -> Iterator[None]:
+    """Every fault starts from a whole deployment, whatever the previous one left."""
+    deployment.heal()
+    yield
+    deployment.heal()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, Any]:
+    """A failing chaos test's report carries the tail of every process's log."""
+    report = yield
+    hub = getattr(item, "funcargs", {}).get("deployment")
+    if report.failed and isinstance(hub, Deployment):
+        report.sections.append(("chaos deployment logs", hub.logs()))
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    rows = []
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) != "call":
+                continue
+            for name, value in getattr(report, "user_properties", ()):
+                if name == SUMMARY_PROPERTY:
+                    rows.append({**json.loads(value), "outcome": report.outcome})
+    if not rows:
+        return
+    terminalreporter.section("chaos: one follow-up task per no-show, per fault")
+    header = f"{'fault':34} {'outcome':8} {'no-shows':>8} {'follow-ups':>10} {'dup':>5} {'missing':>7} {'drain s':>8}"
+    terminalreporter.write_line(header)
+    for row in sorted(rows, key=lambda r: str(r["fault"])):
+        drain = "-" if row.get("drain_seconds") is None else f"{row['drain_seconds']:.1f}"
+        terminalreporter.write_line(
+            f"{row['fault']:34} {row['outcome']:8} {row['no_shows']:>8} {row['follow_ups']:>10} "
+            f"{row['duplicates']:>5} {row['missing']:>7} {drain:>8}"
+        )
+        notes = {k: v for k, v in row.items() if k not in SUMMARY_COLUMNS}
+        if notes:
+            terminalreporter.write_line(f"    {json.dumps(notes, separators=(',', ':'))}")
