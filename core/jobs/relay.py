@@ -151,10 +151,7 @@ async def hand_over(
                 if row.sent_at is not None and row.attempts + 1 > settings.job_max_retries:
                     given_up.append(row.id)
                     error = _no_outcome(row.sent_at, settings.job_delivery_timeout_ms)
-                    letter = JobDelivery(
-                        event_id=row.event_id, topic=row.topic, handler=row.handler, attempts=row.attempts + 1
-                    )
-                    session.add(dead_letter(row.tenant_id, letter, message, error))
+                    session.add(dead_letter(message, error, row.attempts + 1))
                     log.warning("job %s/%s failed for good: %s", row.topic, row.handler, error)
                     continue
                 messages.append(message)

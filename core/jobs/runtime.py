@@ -406,7 +406,7 @@ class JobRuntime:
                     delivery.next_attempt_at = utcnow() + backoff(self.settings, delivery.attempts)
                     outcome = "retries"
                 else:
-                    session.add(dead_letter(event.tenant_id, delivery, message, error))
+                    session.add(dead_letter(message, error, delivery.attempts))
                     await session.delete(delivery)
                     outcome = "failures"
         except StaleDataError:  # a duplicate's attempt (SQLite: no row locks) ended the delivery first
@@ -442,14 +442,15 @@ class JobRuntime:
             self._db = None
 
 
-def dead_letter(tenant_id: uuid.UUID, delivery: JobDelivery, message: dict[str, Any], error: str) -> DeadLetter:
-    """The dead letter of a delivery that failed after its last retry; ``retries`` counts its failed attempts."""
+def dead_letter(message: dict[str, Any], error: str, attempts: int) -> DeadLetter:
+    """The dead letter of a job (its message names its tenant, event and handler) that failed after its last retry;
+    ``retries`` counts its failed attempts."""
     return DeadLetter(
-        tenant_id=tenant_id,
-        event_id=delivery.event_id,
-        topic=delivery.topic[:100],
-        handler=delivery.handler[:100],
+        tenant_id=uuid.UUID(message["tenant_id"]),
+        event_id=uuid.UUID(message["event_id"]),
+        topic=str(message["topic"])[:100],
+        handler=str(message["handler"])[:100],
         message=message,
         error=error,
-        retries=delivery.attempts,
+        retries=attempts,
     )

@@ -7,8 +7,6 @@ fault, the no-shows, follow-up tasks, duplicates, missing ones and the drain tim
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
 import shutil
@@ -18,11 +16,11 @@ from typing import Any
 import pytest
 
 from tests.chaos.harness import CAREHUB, Deployment, chaos_database_name, create_database, drop_database
+from tests.conftest import PG_APP_URL, PG_URL, _one_worker_at_a_time
 
 SUMMARY_PROPERTY = "chaos"
 SUMMARY_COLUMNS = {"fault", "outcome", "no_shows", "follow_ups", "duplicates", "missing", "drain_seconds"}
 WORKER = os.environ.get("PYTEST_XDIST_WORKER")
-REQUIRE_SERVICES = os.environ.get("CAREHUB_REQUIRE_SERVICES") == "1"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -30,21 +28,20 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _unavailable(reason: str) -> None:
-    """Without a service the suite cannot run: a failure in CI (CAREHUB_REQUIRE_SERVICES=1), a skip elsewhere."""
-    if REQUIRE_SERVICES:
-        pytest.fail(f"chaos suite: {reason} (CAREHUB_REQUIRE_SERVICES=1: nothing is skipped)", pytrace=False)
-    pytest.skip(f"chaos suite: {reason}")
+    """A service the suite needs is missing although PostgreSQL is configured: a failure, never a skip."""
+    pytest.fail(f"chaos suite: {reason}", pytrace=False)
 
 
-@contextlib.contextmanager
-def _one_worker_at_a_time(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Creating databases and granting the (shared) application role: one xdist worker at a time."""
-    if not WORKER:
-        yield
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The chaos tests belong to the PostgreSQL leg: without CAREHUB_TEST_POSTGRES_URL and
+    CAREHUB_TEST_POSTGRES_APP_URL (``make test`` on a machine with only Python) they are deselected, as the
+    ``postgres_only`` tests are; with them, whatever else is missing fails the tests."""
+    if PG_URL and PG_APP_URL:
         return
-    with open(tmp_path_factory.getbasetemp().parent / "postgres-roles.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
+    keep = [item for item in items if item.get_closest_marker("chaos") is None]
+    if len(keep) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item.get_closest_marker("chaos")])
+        items[:] = keep
 
 
 @pytest.fixture(scope="module")
