@@ -414,3 +414,10 @@ async def portal_login(
     )
     assert accepted.status_code in (200, 201), accepted.text
     return await login(client, email, tenant)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """The chaos suite's figures per fault, when it ran (see tests/chaos/summary.py)."""
+    from tests.chaos.summary import write_summary
+
+    write_summary(terminalreporter)

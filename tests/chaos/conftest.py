@@ -1,13 +1,12 @@
-"""The chaos suite's deployment (one per module: its own Redis, database and processes) and its summary.
+"""The chaos suite's deployment (one per module: its own Redis, database and processes).
 
-Each fault test records one line of figures (``record_property("chaos", ...)``); pytest-xdist forwards a test's
-user properties to the controller, where :func:`pytest_terminal_summary` prints them, so the CI log shows, per
-fault, the no-shows, follow-up tasks, duplicates, missing ones and the drain time, even under ``pytest -q``.
+Each fault test records one line of figures (``record_property``); pytest-xdist forwards a test's user properties
+to the controller, where tests/chaos/summary.py prints them, so the CI log shows, per fault, the no-shows,
+follow-up tasks, duplicates, missing ones and the drain time, even under ``pytest -q``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from collections.abc import Generator, Iterator
@@ -18,8 +17,6 @@ import pytest
 from tests.chaos.harness import CAREHUB, Deployment, chaos_database_name, create_database, drop_database
 from tests.conftest import PG_APP_URL, PG_URL, _one_worker_at_a_time
 
-SUMMARY_PROPERTY = "chaos"
-SUMMARY_COLUMNS = {"fault", "outcome", "no_shows", "follow_ups", "duplicates", "missing", "drain_seconds"}
 WORKER = os.environ.get("PYTEST_XDIST_WORKER")
 
 
@@ -89,28 +86,3 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if report.failed and isinstance(hub, Deployment):
         report.sections.append(("chaos deployment logs", hub.logs()))
     return report
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    rows = []
-    for reports in terminalreporter.stats.values():
-        for report in reports:
-            if getattr(report, "when", None) != "call":
-                continue
-            for name, value in getattr(report, "user_properties", ()):
-                if name == SUMMARY_PROPERTY:
-                    rows.append({**json.loads(value), "outcome": report.outcome})
-    if not rows:
-        return
-    terminalreporter.section("chaos: one follow-up task per no-show, per fault")
-    header = f"{'fault':34} {'outcome':8} {'no-shows':>8} {'follow-ups':>10} {'dup':>5} {'missing':>7} {'drain s':>8}"
-    terminalreporter.write_line(header)
-    for row in sorted(rows, key=lambda r: str(r["fault"])):
-        drain = "-" if row.get("drain_seconds") is None else f"{row['drain_seconds']:.1f}"
-        terminalreporter.write_line(
-            f"{row['fault']:34} {row['outcome']:8} {row['no_shows']:>8} {row['follow_ups']:>10} "
-            f"{row['duplicates']:>5} {row['missing']:>7} {drain:>8}"
-        )
-        notes = {k: v for k, v in row.items() if k not in SUMMARY_COLUMNS}
-        if notes:
-            terminalreporter.write_line(f"    {json.dumps(notes, separators=(',', ':'))}")

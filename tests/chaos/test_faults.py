@@ -20,6 +20,7 @@ import pytest
 from core.jobs.handlers import handlers_for
 from tests.chaos import workload
 from tests.chaos.harness import Deployment, asyncpg_dsn, wait_until
+from tests.chaos.summary import SUMMARY_PROPERTY
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.xdist_group("chaos")]
 
@@ -33,7 +34,7 @@ def _report(
     took: float | None,
     **extra: Any,
 ) -> None:
-    record_property("chaos", json.dumps(workload.summary(fault, counted, took, **extra)))
+    record_property(SUMMARY_PROPERTY, json.dumps(workload.summary(fault, counted, took, **extra)))
 
 
 async def _assert_exactly_one_each(
