@@ -7,11 +7,31 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from plugin_sdk import Channel, hookimpl
+from plugin_sdk import Channel, Manifest, hookimpl
 from plugins.email_smtp.channel import EmailChannel
 from plugins.email_smtp.config import SmtpSettings
 
-__all__ = ["EmailChannel", "SmtpSettings", "carehub_notification_channels"]
+__all__ = ["MANIFEST", "EmailChannel", "SmtpSettings", "carehub_notification_channels"]
+
+MANIFEST = Manifest(
+    name="email_smtp",
+    version="1.0.0",
+    sdk=">=1.0,<2",
+    title="Email (SMTP)",
+    description="Notifications by email through the operator's SMTP server.",
+    vendor="carehub",
+    hooks=("carehub_notification_channels",),
+    operator_settings=(
+        "smtp_host",
+        "smtp_port",
+        "smtp_security",
+        "smtp_username",
+        "smtp_password",
+        "smtp_from",
+        "smtp_timeout_seconds",
+    ),
+    per_tenant=False,
+)
 
 
 @hookimpl

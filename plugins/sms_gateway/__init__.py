@@ -32,11 +32,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from plugin_sdk import Channel, hookimpl
+from plugin_sdk import Channel, Manifest, hookimpl
 from plugins.sms_gateway.channel import MAX_TEXT, SmsChannel
 from plugins.sms_gateway.config import GatewaySettings
 
-__all__ = ["MAX_TEXT", "GatewaySettings", "SmsChannel", "carehub_notification_channels"]
+__all__ = ["MANIFEST", "MAX_TEXT", "GatewaySettings", "SmsChannel", "carehub_notification_channels"]
+
+MANIFEST = Manifest(
+    name="sms_gateway",
+    version="1.0.0",
+    sdk=">=1.0,<2",
+    title="SMS (HTTP gateway)",
+    description="Notifications by SMS through a generic HTTP gateway.",
+    vendor="carehub",
+    hooks=("carehub_notification_channels",),
+    operator_settings=("sms_gateway_url", "sms_gateway_token", "sms_from", "sms_timeout_seconds"),
+    per_tenant=False,
+)
 
 
 @hookimpl
