@@ -37,6 +37,17 @@ class UpsertPatient(Effect, tag="upsert_patient", frozen=True, kw_only=True):
     patient: PatientRecord
 
 
+class MergePatient(Effect, tag="merge_patient", frozen=True, kw_only=True):
+    """The sender merged two records of one person (HL7 ADT^A40): ``merged`` (the prior identifiers, MRG-1) is
+    folded into ``surviving`` (PID-3). The host moves the merged patient's encounters, conditions and observations
+    to the survivor, adds its identifiers there and deactivates it; the audit event lists what moved, so a privacy
+    officer can undo it. A merged patient the tenant does not hold is nothing to do."""
+
+    CATEGORY = "demographics"
+    surviving: PatientRef
+    merged: PatientRef
+
+
 class RecordEncounter(Effect, tag="record_encounter", frozen=True, kw_only=True):
     """Create or update (by ``external_id``) an encounter. A discharge (``discharged_at`` set for the first time)
     raises carehub's ``encounter.discharged`` event, which the transition-of-care rule acts on."""
@@ -73,8 +84,15 @@ class CreateTask(Effect, tag="create_task", frozen=True, kw_only=True):
     dedupe_key: str
 
 
-AnyEffect = UpsertPatient | RecordEncounter | RecordCondition | AddObservation | CreateTask
-EFFECT_TYPES: tuple[type[Effect], ...] = (UpsertPatient, RecordEncounter, RecordCondition, AddObservation, CreateTask)
+AnyEffect = UpsertPatient | MergePatient | RecordEncounter | RecordCondition | AddObservation | CreateTask
+EFFECT_TYPES: tuple[type[Effect], ...] = (
+    UpsertPatient,
+    MergePatient,
+    RecordEncounter,
+    RecordCondition,
+    AddObservation,
+    CreateTask,
+)
 
 
 class PullBatch(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
