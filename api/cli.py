@@ -317,6 +317,67 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plugins_list(settings: Settings, _args: argparse.Namespace) -> int:
+    """Installed plugins with their versions and source, the refused ones with the reason, and the tenants that
+    enabled each, with the breaker's state and the last error."""
+    from core.plugins.registry import registry
+
+    found = registry()
+    usage = asyncio.run(_plugin_usage(settings))
+    for plugin in sorted(found.installed.values(), key=lambda p: p.name):
+        manifest = plugin.manifest
+        scope = "per tenant" if manifest.per_tenant else "network-wide (operator settings)"
+        print(f"{plugin.name} {manifest.version}  [{plugin.source}; SDK {manifest.sdk}; {scope}]  {manifest.title}")
+        if manifest.per_tenant:
+            rows = usage.get(plugin.name, [])
+            if not rows:
+                print("    enabled nowhere")
+            for line in rows:
+                print(f"    {line}")
+    for refused in found.refused:
+        print(f"{refused.name}  REFUSED [{refused.source}]: {refused.reason}")
+    return 1 if found.refused else 0
+
+
+async def _plugin_usage(settings: Settings) -> dict[str, list[str]]:
+    from sqlalchemy import select
+
+    from core.db import make_engine, make_sessionmaker, utcnow
+    from core.plugins.models import PluginEnablement, PluginPolicy
+    from tenants.context import network_scope
+    from tenants.models import Tenant
+
+    engine = make_engine(settings.database_url)
+    usage: dict[str, list[str]] = {}
+    try:
+        with network_scope("carehub plugins list: where each plugin is enabled"):
+            async with make_sessionmaker(engine)() as session:
+                forbidden = {p.plugin for p in await session.scalars(select(PluginPolicy)) if not p.allowed}
+                rows = await session.execute(
+                    select(PluginEnablement, Tenant.slug)
+                    .join(Tenant, Tenant.id == PluginEnablement.tenant_id)
+                    .order_by(PluginEnablement.plugin, Tenant.slug)
+                )
+                for row, slug in rows.tuples():
+                    state = "enabled" if row.enabled else "disabled"
+                    if row.plugin in forbidden:
+                        state += " (forbidden by the network)"
+                    if row.open_until is not None and row.open_until > utcnow():
+                        state += f", breaker open until {row.open_until:%Y-%m-%d %H:%M:%S} UTC"
+                    if row.last_error:
+                        state += f", last error {row.last_error_at:%Y-%m-%d %H:%M} UTC: {row.last_error[:200]}"
+                    usage.setdefault(row.plugin, []).append(f"{slug}: {state}")
+    finally:
+        await engine.dispose()
+    return usage
+
+
+def cmd_plugin_new(_settings: Settings, args: argparse.Namespace) -> int:
+    from plugin_sdk import scaffold
+
+    return scaffold.main([args.name, "--directory", args.directory])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="carehub", description="carehub care coordination hub")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -357,6 +418,15 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--email", required=True)
     init.add_argument("--name", required=True, help="the administrator's full name")
     init.set_defaults(func=cmd_init)
+    plugins = sub.add_parser("plugins", help="installed plugins").add_subparsers(dest="plugins_command", required=True)
+    plugins.add_parser("list", help="installed plugins, versions, and where each is enabled").set_defaults(
+        func=cmd_plugins_list
+    )
+    new = sub.add_parser("plugin", help="plugin development").add_subparsers(dest="plugin_command", required=True)
+    scaffold = new.add_parser("new", help="create a new plugin distribution (manifest, a hook, tests)")
+    scaffold.add_argument("name", help="2-40 lower-case letters, digits or _")
+    scaffold.add_argument("--directory", default=".", help="where to create it (default: here)")
+    scaffold.set_defaults(func=cmd_plugin_new)
     return parser
 
 

@@ -86,6 +86,11 @@ DEFAULT_POLICIES: tuple[tuple[str, str, str, str], ...] = (
     # Hospital encounters (discharges start transition-of-care tasks).
     *((role, "*", "encounters", "*") for role in ("tenant_admin", "care_manager", "clinician")),
     ("chw", "*", "encounters", "read"),
+    # Plugins (migration 0007): a tenant's admins enable and configure them and review inbound messages; the
+    # network admin allows or forbids one for the whole network.
+    ("tenant_admin", "*", "plugins", "*"),
+    ("network_admin", "network", "plugins", "*"),
+    *((role, "*", "conditions", "read") for role in ("tenant_admin", "care_manager", "clinician", "chw")),
 )
 
 

@@ -9,6 +9,7 @@ from core.alerts import models as alert_models
 from core.appointments import models as appointment_models
 from core.careplans import models as careplan_models
 from core.careteams import models as careteam_models
+from core.conditions import models as condition_models
 from core.consent import models as consent_models
 from core.db import Base
 from core.encounters import models as encounter_models
@@ -16,6 +17,7 @@ from core.jobs import models as job_models
 from core.messaging import models as messaging_models
 from core.notify import models as notify_models
 from core.patients import models as patient_models
+from core.plugins import models as plugin_models
 from core.results import models as result_models
 from core.tasks import models as task_models
 from tenants import models as tenant_models
@@ -38,6 +40,8 @@ _MODULES = (
     notify_models,
     consent_models,
     encounter_models,
+    condition_models,
+    plugin_models,
 )
 
 

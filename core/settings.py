@@ -15,6 +15,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 LOCAL_KEY_FILE = "jwt-signing.key"
+LOCAL_PLUGIN_KEY_FILE = "plugin-secrets.key"
 CHANNEL_PREFIX = "CAREHUB_CHANNEL_"
 
 
@@ -25,6 +26,28 @@ def _channel_environment() -> dict[str, str]:
         for name, value in os.environ.items()
         if name.upper().startswith(CHANNEL_PREFIX) and len(name) > len(CHANNEL_PREFIX)
     }
+
+
+def _new_fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+def _local_file(data: dict[str, Any], name: str, make: Any, what: str) -> str:
+    """The secret kept in ``data_dir``/``name``, made once (readable by this user only)."""
+    path = Path(str(data.get("data_dir") or "var")) / name
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(make())
+        return path.read_text().strip()
+    except FileExistsError:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"CAREHUB_DATA_DIR: cannot keep the local {what} there ({exc})") from None
 
 
 class SettingsError(Exception):
@@ -92,6 +115,16 @@ class Settings(BaseSettings):
     # Settings of the notification channel plugins (SMTP server, SMS gateway ...): read from every
     # CAREHUB_CHANNEL_<KEY> variable, handed to the plugins as {"<key>": value}. See docs/plugins.md.
     channel_config: dict[str, str] = Field(default_factory=_channel_environment)
+    # Keys (Fernet, comma-separated, newest first) that encrypt plugins' sensitive configuration at rest: the
+    # first encrypts, all decrypt (rotation). Outside production, with none set, a random key is kept in data_dir.
+    plugin_secret_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Networks (CIDR, comma-separated) plugins may call although they are loopback, private or link-local.
+    plugin_allow_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # How long one hook call may take, and the circuit breaker per plugin and tenant: open after this many
+    # failures in a row, for this long, then one trial call.
+    plugin_timeout_ms: int = Field(default=10_000, ge=10)
+    plugin_breaker_failures: int = Field(default=5, ge=1)
+    plugin_breaker_cooldown_ms: int = Field(default=60_000, ge=100)
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     # One line per request from the server (uvicorn's access log). Off by default: it costs a measurable share
@@ -133,6 +166,38 @@ class Settings(BaseSettings):
                 raise ValueError(f"{entry!r} is not an IP address or network (or *)") from None
         return ",".join(entries)
 
+    @field_validator("plugin_secret_keys", "plugin_allow_networks", mode="before")
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("plugin_secret_keys")
+    @classmethod
+    def _fernet_keys(cls, value: list[str]) -> list[str]:
+        from cryptography.fernet import Fernet
+
+        for n, key in enumerate(value, 1):
+            try:
+                Fernet(key)
+            except ValueError:
+                raise ValueError(
+                    f"key {n} is not a Fernet key (32 url-safe base64-encoded bytes; make one with "
+                    "`carehub plugins new-key`)"
+                ) from None
+        return value
+
+    @field_validator("plugin_allow_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP network such as 127.0.0.0/8") from None
+        return value
+
     @field_validator("jwt_keys", mode="before")
     @classmethod
     def _parse_keys(cls, value: object) -> object:
@@ -145,23 +210,17 @@ class Settings(BaseSettings):
 
     @model_validator(mode="before")
     @classmethod
-    def _local_key(cls, data: Any) -> Any:
-        """Outside production, with no keys configured, sign with a random key kept in ``data_dir``."""
-        if not isinstance(data, dict) or data.get("jwt_keys") or data.get("env") == "production":
+    def _local_keys(cls, data: Any) -> Any:
+        """Outside production, with no keys configured, sign tokens and encrypt plugin secrets with random keys
+        kept in ``data_dir``."""
+        if not isinstance(data, dict) or data.get("env") == "production":
             return data
-        path = Path(str(data.get("data_dir") or "var")) / LOCAL_KEY_FILE
-        try:
-            if not path.exists():
-                path.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "w") as handle:
-                    handle.write(secrets.token_urlsafe(48))
-            key = path.read_text().strip()
-        except FileExistsError:
-            key = path.read_text().strip()
-        except OSError as exc:
-            raise ValueError(f"CAREHUB_DATA_DIR: cannot keep the local signing key there ({exc})") from None
-        return {**data, "jwt_keys": {"local": key}, "jwt_active_kid": data.get("jwt_active_kid") or "local"}
+        if not data.get("jwt_keys"):
+            key = _local_file(data, LOCAL_KEY_FILE, lambda: secrets.token_urlsafe(48), "signing key")
+            data = {**data, "jwt_keys": {"local": key}, "jwt_active_kid": data.get("jwt_active_kid") or "local"}
+        if not data.get("plugin_secret_keys"):
+            data = {**data, "plugin_secret_keys": [_local_file(data, LOCAL_PLUGIN_KEY_FILE, _new_fernet_key, "key")]}
+        return data
 
     @model_validator(mode="after")
     def _check_keys(self) -> Settings:

@@ -42,7 +42,7 @@ async def network_of(session: AsyncSession, tenant_id: uuid.UUID) -> Network:
     return network
 
 
-async def _the_network(session: AsyncSession) -> Network:
+async def the_network(session: AsyncSession) -> Network:
     """The deployment's network (network administrators act on it, outside any tenant)."""
     network = await session.scalar(select(Network).order_by(Network.created_at).limit(1))
     if network is None:
@@ -52,7 +52,7 @@ async def _the_network(session: AsyncSession) -> Network:
 
 async def get_network_default(session: AsyncSession, principal: Principal) -> NetworkConsentDefault:
     principal.require("consent_default", "read")
-    network = await _the_network(session)
+    network = await the_network(session)
     return msgspec.convert({"consent_default": network.consent_default}, NetworkConsentDefault)
 
 
@@ -62,17 +62,17 @@ async def set_network_default(
     """The network administrators choose what crosses tenants without a consent (opt-in: nothing)."""
     principal.require("consent_default", "write")
     async with network_wide(session, "network consent default: written in every tenant's audit log"):
-        network = await _the_network(session)
+        network = await the_network(session)
         before = network.consent_default
         network.consent_default = data.consent_default
         # The change concerns every tenant's patients: it is written in every tenant's audit log.
-        await _audit_in_every_tenant(
+        await audit_in_every_tenant(
             session, principal, network, "network.consent_default", {"from": before, "to": data.consent_default}
         )
         return msgspec.convert({"consent_default": network.consent_default}, NetworkConsentDefault)
 
 
-async def _audit_in_every_tenant(
+async def audit_in_every_tenant(
     session: AsyncSession, principal: Principal, network: Network, action: str, detail: dict[str, Any]
 ) -> None:
     """A change to the network's settings, written in every tenant's audit log (inside ``network_wide``)."""
@@ -142,7 +142,7 @@ async def set_primary_care(
 
 async def get_link_systems(session: AsyncSession, principal: Principal) -> LinkSystems:
     principal.require("consent_default", "read")
-    network = await _the_network(session)
+    network = await the_network(session)
     return LinkSystems(systems=list(network.link_systems or []))
 
 
@@ -155,12 +155,12 @@ async def set_link_systems(session: AsyncSession, principal: Principal, data: Li
         if is_mrn_system(system):
             raise InvalidInput("a tenant's MRN system never links records across tenants", field=f"systems[{index}]")
     async with network_wide(session, "network link systems: every tenant's linking keys and audit log"):
-        network = await _the_network(session)
+        network = await the_network(session)
         before = list(network.link_systems or [])
         network.link_systems = systems
         await _refresh_link_keys(session, network.id, systems)
         detail = {"from": before, "to": systems}
-        await _audit_in_every_tenant(session, principal, network, "network.link_systems", detail)
+        await audit_in_every_tenant(session, principal, network, "network.link_systems", detail)
         return LinkSystems(systems=systems)
 
 

@@ -19,6 +19,7 @@ class LabResult(IdMixin, TimestampMixin, TenantOwned, Base):
     __tablename__ = "lab_results"
     __table_args__ = (
         UniqueConstraint("tenant_id", "id"),
+        UniqueConstraint("tenant_id", "source", "external_id"),
         ForeignKeyConstraint(["tenant_id", "patient_id"], ["patients.tenant_id", "patients.id"]),
         CheckConstraint(f"interpretation IN ({', '.join(repr(i) for i in INTERPRETATIONS)})", name="interpretation"),
         CheckConstraint(f"status IN ({', '.join(repr(s) for s in RESULT_STATUSES)})", name="status"),
@@ -42,6 +43,12 @@ class LabResult(IdMixin, TimestampMixin, TenantOwned, Base):
     escalation_level: Mapped[int] = mapped_column(default=0)
     # A sensitive label that puts the record in another consent category than its type's (see core.consent).
     data_category: Mapped[str | None] = mapped_column(String(32))
+    # The sender's finer flag (low, high, critical_low, critical_high ...) behind ``interpretation``.
+    flag: Mapped[str | None] = mapped_column(String(16))
+    category: Mapped[str] = mapped_column(String(16), default="laboratory", server_default="laboratory")
+    # From an EHR feed: the plugin that reported it and its id there (both empty when staff entered it).
+    source: Mapped[str | None] = mapped_column(String(40))
+    external_id: Mapped[str | None] = mapped_column(String(200))
 
 
 class EducationItem(IdMixin, TimestampMixin, TenantOwned, Base):

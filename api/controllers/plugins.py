@@ -1,0 +1,74 @@
+"""Plugins: tenant admins enable and configure them; the network admin allows or forbids them network-wide."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, delete, get, put
+from litestar.params import JSONBody, Parameter
+from sqlalchemy import select
+
+from api.deps import Caller, Config, Db
+from core.errors import Conflict, InvalidInput
+from core.plugins import invoke, service
+from core.plugins.registry import registry
+from core.plugins.schemas import EnablementIn, PluginOut, PolicyIn, PolicyOut
+from plugin_sdk.payloads import TenantInfo
+from tenants.models import Tenant
+
+PluginName = Annotated[str, Parameter(pattern=r"^[a-z][a-z0-9_]{1,39}$", description="the plugin's name")]
+
+
+class PluginController(Controller):
+    path = "/api/v1/plugins"
+    tags = ["plugins"]
+
+    @get("/", summary="The plugins this tenant can use, with their status")
+    async def list(self, session: Db, principal: Caller) -> list[PluginOut]:
+        return await service.list_plugins(session, principal)
+
+    @get("/{name:str}", summary="One plugin: its manifest, configuration (without secrets) and status")
+    async def read(self, session: Db, principal: Caller, name: PluginName) -> PluginOut:
+        return await service.read_plugin(session, principal, name)
+
+    @put("/{name:str}", summary="Enable (or configure, or disable) a plugin for this tenant")
+    async def enable(
+        self, session: Db, principal: Caller, settings: Config, name: PluginName, data: JSONBody[EnablementIn]
+    ) -> PluginOut:
+        out, row = await service.enable(session, principal, name, data, settings.plugin_secret_keys)
+        plugin = registry().get(name)
+        if data.enabled and plugin is not None and plugin.implements("carehub_on_enable"):
+            tenant = await session.scalar(select(Tenant).where(Tenant.id == principal.tenant_id))
+            assert tenant is not None
+            info = TenantInfo(id=str(tenant.id), slug=tenant.slug, name=tenant.name, kind=tenant.kind)  # type: ignore[arg-type]
+            try:
+                await invoke.call(
+                    plugin,
+                    "carehub_on_enable",
+                    tenant=info,
+                    config=service.config_of(settings.plugin_secret_keys, row),
+                    settings=settings,
+                )
+            except invoke.PluginFailed as exc:
+                # Nothing is stored: the request's transaction rolls back with this error.
+                if exc.refused:
+                    raise InvalidInput(f"{name} refused the configuration: {exc.reason}", field="config") from exc
+                raise Conflict(f"{name} could not start with this configuration: {exc.reason}", field="config") from exc
+        return out
+
+    @delete("/{name:str}", status_code=200, summary="Disable a plugin for this tenant (its configuration is kept)")
+    async def disable(self, session: Db, principal: Caller, name: PluginName) -> PluginOut:
+        return await service.disable(session, principal, name)
+
+
+class NetworkPluginController(Controller):
+    path = "/api/v1/network/plugins"
+    tags = ["network", "plugins"]
+
+    @get("/", summary="Every installed plugin and whether the network allows it")
+    async def list(self, session: Db, principal: Caller) -> list[PolicyOut]:
+        return await service.list_policies(session, principal)
+
+    @put("/{name:str}", summary="Allow or forbid a plugin in every tenant")
+    async def set(self, session: Db, principal: Caller, name: PluginName, data: JSONBody[PolicyIn]) -> PolicyOut:
+        return await service.set_policy(session, principal, name, data)
