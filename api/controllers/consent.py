@@ -9,6 +9,8 @@ from litestar import Controller, Request, get, post, put
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from api.deps import Caller, Db, cross_tenant_sessions
+from core.conditions import service as conditions
+from core.conditions.schemas import ConditionOut
 from core.consent import break_glass, network, network_view, service
 from core.consent.network_view import NetworkViewOut
 from core.consent.schemas import (
@@ -117,6 +119,10 @@ class ConsentController(Controller):
     @get("/patients/{patient_id:uuid}/encounters", summary="A patient's hospital stays, newest first")
     async def encounters(self, session: Db, principal: Caller, patient_id: FromPath[uuid.UUID]) -> list[EncounterOut]:
         return await encounters.list_for_patient(session, principal, patient_id)
+
+    @get("/patients/{patient_id:uuid}/conditions", summary="A patient's conditions (from EHR feeds), latest first")
+    async def conditions(self, session: Db, principal: Caller, patient_id: FromPath[uuid.UUID]) -> list[ConditionOut]:
+        return await conditions.list_for_patient(session, principal, patient_id)
 
 
 class PortalConsentController(Controller):

@@ -38,3 +38,9 @@ class EncounterOut(msgspec.Struct):
     recorded_by: uuid.UUID | None
     created_at: datetime
     data_category: str | None = None
+    status: str = "finished"
+    location: str | None = None
+    diagnoses: list[dict[str, str | None]] = msgspec.field(default_factory=list)
+    # The plugin that reported it (an EHR feed) and its id there; empty when staff recorded it.
+    source: str | None = None
+    external_id: str | None = None

@@ -32,6 +32,11 @@ def to_out(encounter: Encounter) -> EncounterOut:
         recorded_by=encounter.recorded_by,
         created_at=encounter.created_at,
         data_category=encounter.data_category,
+        status=encounter.status,
+        location=encounter.location,
+        diagnoses=list(encounter.diagnoses or []),
+        source=encounter.source,
+        external_id=encounter.external_id,
     )
 
 
