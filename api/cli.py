@@ -84,8 +84,10 @@ def cmd_worker(settings: Settings, _args: argparse.Namespace) -> int:
     from core.jobs.runtime import JobRuntime
     from core.notify import delivery
     from core.plugins import PluginError
+    from core.plugins import sync as plugin_sync
 
     delivery.configure(settings.channel_config)
+    plugin_sync.configure(settings)
     try:
         ready = delivery.configured_channels()  # a bad channel setting stops the worker now, not at the first send
     except PluginError as exc:

@@ -90,8 +90,10 @@ class Hub:
         from core.jobs.relay import relay_forever
         from core.jobs.runtime import JobRuntime
         from core.notify import delivery
+        from core.plugins import sync as plugin_sync
 
         delivery.configure(self.settings.channel_config)
+        plugin_sync.configure(self.settings)
         delivery.configured_channels()  # a bad channel setting stops the start, not the first send
         runtime = JobRuntime(self.settings)
         worker = dramatiq.Worker(runtime.broker, worker_threads=self.settings.job_worker_threads)

@@ -430,10 +430,11 @@ async def test_several_schedulers_write_each_period_once(world: World, db: async
     # Two schedulers tick at the same moment, and one again later in the same minute.
     written = await asyncio.gather(scheduler.tick(db, now), scheduler.tick(db, now))
     written_again = await scheduler.tick(db, now + timedelta(seconds=20))
-    # One event per rule and active tenant (two tenants): overdue tasks, critical results and deferred
-    # notifications (every minute), appointment reminders (every five minutes), pruning (every hour).
-    assert len(scheduler.RULES) == 5
-    assert sum(written) + written_again == 10 and await _ticks(db) == 2
+    # One event per rule and active tenant (two tenants): overdue tasks, critical results, deferred
+    # notifications and the plugins' EHR sync (every minute), appointment reminders (every five minutes), pruning
+    # (every hour).
+    assert len(scheduler.RULES) == 6
+    assert sum(written) + written_again == 12 and await _ticks(db) == 2
     await scheduler.tick(db, now + timedelta(seconds=60))  # the overdue check's next period, the same hour
     assert await _ticks(db) == 4 and await _ticks(db, "schedule.prune_outbox") == 2
 

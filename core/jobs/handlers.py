@@ -15,6 +15,7 @@ from core.encounters import rules as encounters
 from core.jobs import housekeeping
 from core.jobs.events import Event, Handler, Subscription
 from core.notify import delivery
+from core.plugins import sync as plugin_sync
 from core.results import rules as results
 from core.tasks import rules as tasks
 
@@ -32,6 +33,7 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("notification.queued", "send-notification", delivery.send_notification),
     Subscription("schedule.deferred_notifications", "release-deferred-notifications", delivery.release_deferred),
     Subscription("schedule.prune_outbox", "prune-outbox", housekeeping.prune_outbox),
+    Subscription("schedule.plugin_sync", "plugin-ehr-sync", plugin_sync.sync_tenant),
 )
 
 # topic -> {handler name: handler}

@@ -39,6 +39,7 @@ RULES = (
     PeriodicRule("schedule.deferred_notifications", 60),
     PeriodicRule("schedule.appointment_reminders", 300),
     PeriodicRule("schedule.prune_outbox", 3600),
+    PeriodicRule("schedule.plugin_sync", 60),
 )
 
 

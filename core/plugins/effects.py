@@ -76,6 +76,19 @@ class Applier:
         self.actor = actor_for(manifest.name)
         self.applied = 0
 
+    def _audit(
+        self, action: str, resource_type: str, resource_id: uuid.UUID, patient_id: uuid.UUID, **detail: Any
+    ) -> None:
+        audit.record(
+            self.session,
+            self.actor,
+            action=action,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            patient_id=patient_id,
+            detail={"plugin": self.manifest.name, **detail},
+        )
+
     def _allowed(self, category: str, label: str | None) -> str | None:
         for needed in (category, label):
             if needed and needed not in self.manifest.data_categories:
@@ -235,15 +248,7 @@ class Applier:
         row.diagnoses = [{"system": c.system, "code": c.code, "display": c.display} for c in data.diagnoses]
         row.data_category = data.data_category
         await self.session.flush()
-        audit.record(
-            self.session,
-            self.actor,
-            action="encounter.record",
-            resource_type="Encounter",
-            resource_id=row.id,
-            patient_id=patient.id,
-            detail={"plugin": self.manifest.name, "status": row.status, "kind": row.kind},
-        )
+        self._audit("encounter.record", "Encounter", row.id, patient.id, status=row.status, kind=row.kind)
         if row.discharged_at is not None and not was_discharged and row.status != "cancelled":
             outbox.emit(
                 self.session,
@@ -266,15 +271,7 @@ class Applier:
         row.clinical_status, row.onset_at, row.abated_at = data.clinical_status, data.onset, data.abatement
         row.data_category = data.data_category
         await self.session.flush()
-        audit.record(
-            self.session,
-            self.actor,
-            action="condition.record",
-            resource_type="Condition",
-            resource_id=row.id,
-            patient_id=patient.id,
-            detail={"plugin": self.manifest.name},
-        )
+        self._audit("condition.record", "Condition", row.id, patient.id)
 
     async def add_observation(self, effect: fx.AddObservation) -> None:
         data = effect.observation
@@ -295,15 +292,7 @@ class Applier:
         row.status, row.category, row.effective_at = data.status, data.category, data.effective_at
         row.data_category = data.data_category
         await self.session.flush()
-        audit.record(
-            self.session,
-            self.actor,
-            action="result.record",
-            resource_type="Observation",
-            resource_id=row.id,
-            patient_id=patient.id,
-            detail={"plugin": self.manifest.name, "interpretation": row.interpretation},
-        )
+        self._audit("result.record", "Observation", row.id, patient.id, interpretation=row.interpretation)
         payload = {
             "result_id": str(row.id),
             "patient_id": str(patient.id),

@@ -1,0 +1,132 @@
+"""The per-tenant EHR sync: every minute the scheduler writes ``schedule.plugin_sync`` for each active tenant; this
+handler calls the pull hooks of each plugin the tenant enabled whose ``sync_interval_minutes`` has passed.
+
+Per plugin, the pulls run in the order of :data:`plugin_sdk.hookspecs.PULL_HOOKS` (patients first). Each page's
+effects are applied in a savepoint of the job's transaction and its watermark stored with them, so a page is
+applied once with its watermark or not at all. A failing call or a refused page stops that plugin for this run
+(the breaker counts it, the error is shown to the tenant's admins and audited); the other plugins and the core's
+jobs go on. A run takes at most ``PAGES_PER_RUN`` pages per hook and stops early when half the job time limit is
+spent; the next tick goes on from the stored watermarks (the sync time is set only once every pull is caught up).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core import audit
+from core.db import utcnow
+from core.plugins import invoke
+from core.plugins.effects import Applier, EffectRejected
+from core.plugins.models import PluginEnablement, PluginPolicy
+from core.plugins.registry import Installed, registry
+from core.plugins.service import config_of
+from core.settings import Settings, get_settings
+from plugin_sdk.effects import PullBatch
+from plugin_sdk.hookspecs import PULL_HOOKS
+from plugin_sdk.payloads import TenantInfo
+from tenants.models import Tenant
+
+log = logging.getLogger(__name__)
+PAGES_PER_RUN = 20
+DEFAULT_INTERVAL_MINUTES = 15
+
+if TYPE_CHECKING:
+    from core.jobs.events import Event
+
+
+_settings: Settings | None = None
+
+
+def configure(settings: Settings) -> None:
+    """Use these settings (the secret keys, the plugin time limit, allowed networks) in this process's syncs."""
+    global _settings
+    _settings = settings
+
+
+def tenant_info(tenant: Tenant) -> TenantInfo:
+    return TenantInfo(id=str(tenant.id), slug=tenant.slug, name=tenant.name, kind=tenant.kind)  # type: ignore[arg-type]
+
+
+def failed(session: AsyncSession, row: PluginEnablement, settings: Settings, hook: str, error: str) -> None:
+    invoke.record_failure(row, settings, error)
+    audit.record(
+        session,
+        audit.Actor(user_id=None, roles=(f"plugin:{row.plugin}",)),
+        action="plugin.failure",
+        resource_type="Plugin",
+        resource_id=row.plugin,
+        outcome="failure",
+        detail={"plugin": row.plugin, "hook": hook, "error": error[:500], "failures": row.failures},
+    )
+
+
+async def sync_tenant(session: AsyncSession, event: Event) -> None:
+    settings = _settings or get_settings()
+    tenant = await session.get(Tenant, event.tenant_id)
+    if tenant is None or tenant.status != "active":
+        return
+    forbidden = {
+        p.plugin
+        for p in await session.scalars(select(PluginPolicy).where(PluginPolicy.network_id == tenant.network_id))
+        if not p.allowed
+    }
+    rows = await session.scalars(select(PluginEnablement).where(PluginEnablement.enabled.is_(True)))
+    started = time.monotonic()
+    budget = settings.job_time_limit_ms / 2000
+    for row in rows.all():
+        plugin = registry().get(row.plugin)
+        if plugin is None or row.plugin in forbidden or not any(plugin.implements(h) for h in PULL_HOOKS):
+            continue
+        config = config_of(settings.plugin_secret_keys, row)
+        interval = timedelta(minutes=int(config.get("sync_interval_minutes") or DEFAULT_INTERVAL_MINUTES))
+        if row.synced_at is not None and utcnow() - row.synced_at < interval:
+            continue
+        if invoke.breaker_open(row):
+            continue
+        caught_up = await _pull(session, row, plugin, config, tenant_info(tenant), settings, started + budget)
+        if caught_up:
+            row.synced_at = utcnow()
+    await session.flush()
+
+
+async def _pull(
+    session: AsyncSession,
+    row: PluginEnablement,
+    plugin: Installed,
+    config: dict[str, Any],
+    tenant: TenantInfo,
+    settings: Settings,
+    deadline: float,
+) -> bool:
+    """Run the plugin's pulls; True when every one reported no more pages."""
+    for hook in (h for h in PULL_HOOKS if plugin.implements(h)):
+        for _page in range(PAGES_PER_RUN):
+            if time.monotonic() > deadline:
+                return False
+            since = (row.watermarks or {}).get(hook)
+            try:
+                batch: PullBatch = await invoke.call(
+                    plugin, hook, tenant=tenant, config=config, settings=settings, since=since
+                )
+            except invoke.PluginFailed as exc:
+                failed(session, row, settings, hook, str(exc))
+                return False
+            try:
+                async with session.begin_nested():
+                    await Applier(session, plugin.manifest).apply_all(batch.effects)
+            except EffectRejected as exc:
+                failed(session, row, settings, hook, f"plugin {row.plugin}: {hook} page refused: {exc}")
+                return False
+            invoke.record_success(row)
+            row.watermarks = {**(row.watermarks or {}), hook: batch.watermark}
+            if not batch.more:
+                break
+        else:
+            return False
+    return True
