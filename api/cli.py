@@ -374,6 +374,46 @@ async def _plugin_usage(settings: Settings) -> dict[str, list[str]]:
     return usage
 
 
+def cmd_mllp(settings: Settings, args: argparse.Namespace) -> int:
+    """Listen for HL7 v2 over MLLP for one tenant until SIGINT or SIGTERM; each message is stored and applied
+    before it is acknowledged (run one per tenant and port, as many as you like)."""
+    import signal
+
+    from sqlalchemy import select
+
+    from core.db import make_engine, make_sessionmaker
+    from core.plugins import mllp
+    from core.plugins.registry import registry
+    from core.plugins.sync import tenant_info
+    from tenants.context import network_scope
+    from tenants.models import Tenant
+
+    plugin = registry().get(args.plugin)
+    if plugin is None or not plugin.implements("carehub_inbound_message"):
+        return _fail(f"--plugin: {args.plugin} is not an installed plugin that reads inbound messages", 2)
+
+    async def run() -> int:
+        engine = make_engine(settings.database_url, pool_size=4)
+        try:
+            with network_scope("carehub mllp: find the listener's tenant"):
+                async with make_sessionmaker(engine)() as session:
+                    tenant = await session.scalar(select(Tenant).where(Tenant.slug == args.tenant))
+            if tenant is None or tenant.status != "active":
+                return _fail(f"--tenant: no active tenant {args.tenant}", 2)
+            feed = mllp.Feed(make_sessionmaker(engine), settings, tenant_info(tenant), plugin)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            print(f"carehub mllp: {args.tenant} on {args.host}:{args.port} through {plugin.name}", flush=True)
+            await mllp.serve(feed, args.host, args.port, stop)
+            return 0
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
 def cmd_plugin_new(_settings: Settings, args: argparse.Namespace) -> int:
     from plugin_sdk import scaffold
 
@@ -424,6 +464,12 @@ def build_parser() -> argparse.ArgumentParser:
     plugins.add_parser("list", help="installed plugins, versions, and where each is enabled").set_defaults(
         func=cmd_plugins_list
     )
+    listener = sub.add_parser("mllp", help="an HL7 v2 (MLLP) listener for one tenant")
+    listener.add_argument("--tenant", required=True, help="the tenant's slug")
+    listener.add_argument("--port", type=int, required=True)
+    listener.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")  # noqa: S104
+    listener.add_argument("--plugin", default="ehr_hl7v2", help="the plugin that reads the messages")
+    listener.set_defaults(func=cmd_mllp)
     new = sub.add_parser("plugin", help="plugin development").add_subparsers(dest="plugin_command", required=True)
     scaffold = new.add_parser("new", help="create a new plugin distribution (manifest, a hook, tests)")
     scaffold.add_argument("name", help="2-40 lower-case letters, digits or _")

@@ -573,12 +573,14 @@ async def test_sms_gateway_down_is_transient() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The example plugin in docs/plugins.md, registered the way an installed plugin is
+# The example plugin in docs/plugins/channels.md, registered the way an installed plugin is
 
 
 def docs_example(folder: Path) -> ModuleType:
     """The example plugin's code block from the vendors' documentation, as an importable module."""
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "plugins.md").read_text(), flags=re.DOTALL)
+    blocks = re.findall(
+        r"```python\n(.*?)```", (ROOT / "docs" / "plugins" / "channels.md").read_text(), flags=re.DOTALL
+    )
     [code] = [block for block in blocks if "@hookimpl" in block and "class AcmeSmsChannel" in block]
     path = folder / "carehub_acme_sms.py"
     path.write_text(code)

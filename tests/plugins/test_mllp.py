@@ -1,0 +1,182 @@
+"""The MLLP listener over a real TCP socket, with a small inbound plugin of the test's own: frames split across
+reads and several in one read, each message stored and applied before its ACK, a repeated control id applied
+once, a message the plugin cannot read kept with its raw text and answered AE, and nothing lost when the
+listener stops right after an ACK."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import types
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, date, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from core.db import make_engine, make_sessionmaker
+from core.patients.models import Patient
+from core.plugins import mllp
+from core.plugins.models import InboundMessageRecord, PluginEnablement
+from core.plugins.registry import registry
+from core.results.models import LabResult
+from core.settings import Settings
+from plugin_sdk import InboundResult, Manifest, hookimpl
+from plugin_sdk import effects as fx
+from plugin_sdk.payloads import (
+    Coding,
+    Identifier,
+    InboundError,
+    ObservationRecord,
+    PatientRecord,
+    PatientRef,
+    TenantInfo,
+)
+from tenants.context import tenant_context
+from tests.conftest import World
+
+SYSTEM = "urn:test:mrn"
+
+
+def _read(context: Any, message: Any) -> InboundResult | None:
+    """Lines ``CTRL=<id>``, ``PAT=<mrn>^<given>^<family>^<birth date>`` and ``OBX=<loinc>^<value>^<flag>``."""
+    fields = dict(line.split("=", 1) for line in message.text.split("\r") if "=" in line)
+    control = fields.get("CTRL")
+    if "PAT" not in fields:
+        return InboundResult(control_id=control, error=InboundError(text="no PAT line", location="PAT"))
+    mrn, given, family, born = fields["PAT"].split("^")
+    ref = PatientRef(identifiers=(Identifier(system=SYSTEM, value=mrn),))
+    effects: list[Any] = [
+        fx.UpsertPatient(
+            patient=PatientRecord(
+                identifiers=ref.identifiers, given_name=given, family_name=family, birth_date=date.fromisoformat(born)
+            )
+        )
+    ]
+    if "OBX" in fields:
+        code, value, flag = fields["OBX"].split("^")
+        effects.append(
+            fx.AddObservation(
+                observation=ObservationRecord(
+                    external_id=f"{control}/1",
+                    patient=ref,
+                    code=Coding(system="http://loinc.org", code=code),
+                    value=value,
+                    interpretation=flag,  # type: ignore[arg-type]
+                    effective_at=datetime(2026, 12, 1, 8, 0, tzinfo=UTC),
+                )
+            )
+        )
+    return InboundResult(control_id=control, effects=effects, summary="test message")
+
+
+def _reply(context: Any, message: Any, outcome: str, error: str | None) -> str:
+    control = next((line[5:] for line in message.text.split("\r") if line.startswith("CTRL=")), "")
+    return f"ACK|{outcome}|{control}|{error or ''}"
+
+
+def _plugin() -> types.ModuleType:
+    module = types.ModuleType("carehub_pipe_feed")
+    _read.__name__, _reply.__name__ = "carehub_inbound_message", "carehub_inbound_reply"
+    module.carehub_inbound_message = hookimpl(_read)  # type: ignore[attr-defined]
+    module.carehub_inbound_reply = hookimpl(_reply)  # type: ignore[attr-defined]
+    module.MANIFEST = Manifest(  # type: ignore[attr-defined]
+        name="pipe_feed",
+        version="1",
+        sdk=">=1.0,<2",
+        title="test feed",
+        hooks=("carehub_inbound_message", "carehub_inbound_reply"),
+        data_categories=("demographics", "clinical_results"),
+    )
+    return module
+
+
+@pytest.fixture
+def pipe_feed() -> Iterator[Any]:
+    found = registry()
+    module = _plugin()
+    found.add(module, "test", "pipe_feed")
+    yield found.installed["pipe_feed"]
+    found.pm.unregister(module)
+    del found.installed["pipe_feed"]
+
+
+def _port() -> int:
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def listener(settings: Settings, world: World, pipe_feed: Any) -> AsyncIterator[tuple[int, asyncio.Event]]:
+    engine = make_engine(settings.database_url)
+    db = make_sessionmaker(engine)
+    with tenant_context(world.tenant_a):
+        async with db() as session, session.begin():
+            session.add(PluginEnablement(plugin="pipe_feed", enabled=True, config={}))
+    tenant = TenantInfo(id=str(world.tenant_a), slug="hospital-a", name="Hospital A", kind="hospital")
+    port, stop = _port(), asyncio.Event()
+    task = asyncio.create_task(mllp.serve(mllp.Feed(db, settings, tenant, pipe_feed), "127.0.0.1", port, stop))
+    await asyncio.sleep(0.1)
+    yield port, stop
+    stop.set()
+    await asyncio.wait_for(task, 5)
+    await engine.dispose()
+
+
+async def _replies(reader: asyncio.StreamReader, n: int) -> list[str]:
+    framer, got = mllp.Framer(), []
+    while len(got) < n:
+        got += [raw.decode() for raw in framer.feed(await asyncio.wait_for(reader.read(4096), 5))]
+    return got
+
+
+async def _count(settings: Settings, tenant: uuid.UUID, query: Any) -> int:
+    engine = make_engine(settings.database_url)
+    try:
+        with tenant_context(tenant):
+            async with make_sessionmaker(engine)() as session:
+                return int(await session.scalar(query) or 0)
+    finally:
+        await engine.dispose()
+
+
+def test_frames_split_and_joined() -> None:
+    framer = mllp.Framer()
+    one, two = mllp.frame("A=1"), mllp.frame("B=2")
+    assert framer.feed(b"noise" + one[:3]) == []
+    assert framer.feed(one[3:] + two[:-1]) == [b"A=1"]
+    assert framer.feed(two[-1:]) == [b"B=2"]
+
+
+async def test_each_message_is_stored_before_its_ack_and_applied_once(
+    settings: Settings, world: World, listener: tuple[int, asyncio.Event]
+) -> None:
+    port, stop = listener
+    good = "CTRL=M-1\rPAT=T-77^Casey^Framer^1966-05-04\rOBX=2823-3^6.8^critical_high"
+    broken = "CTRL=M-2\rWHO=nobody"
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    stream = mllp.frame(good) + mllp.frame(good) + mllp.frame(broken)
+    for start in range(0, len(stream), 7):  # the frames arrive in pieces of 7 bytes
+        writer.write(stream[start : start + 7])
+        await writer.drain()
+    replies = await _replies(reader, 3)
+    assert replies == ["ACK|accepted|M-1|", "ACK|accepted|M-1|", "ACK|error|M-2|no PAT line"]
+    stop.set()  # the listener stops right after the ACKs: what they acknowledged is stored
+    writer.close()
+    tenant = world.tenant_a
+    assert await _count(settings, tenant, select(func.count()).select_from(Patient)) == 1
+    critical = select(func.count()).select_from(LabResult).where(LabResult.interpretation == "critical")
+    assert await _count(settings, tenant, critical) == 1
+    accepted = select(InboundMessageRecord.repeats).where(InboundMessageRecord.status == "accepted")
+    assert await _count(settings, tenant, accepted) == 1  # one row, one repeat
+    kept = (
+        select(func.count())
+        .select_from(InboundMessageRecord)
+        .where(InboundMessageRecord.status == "error", InboundMessageRecord.text == broken)
+    )
+    assert await _count(settings, tenant, kept) == 1
+    assert await _count(settings, world.tenant_b, select(func.count()).select_from(Patient)) == 0
