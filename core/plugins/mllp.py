@@ -17,7 +17,6 @@ import uuid
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db import utcnow
@@ -95,7 +94,9 @@ class Feed:
         with tenant_context(uuid.UUID(self.tenant.id)):
             try:
                 outcome, error = await self._store(message)
-            except Exception as exc:  # the database: nothing stored, so the sender must send it again
+            # The database failed, or the same control id was applied by a concurrent connection (the unique
+            # applied_control_id refused this one): nothing of it is stored, and the resent message is a repeat.
+            except Exception as exc:
                 log.warning("inbound message not stored: %s", exc)
                 outcome, error = "rejected", "the message could not be stored; send it again"
             return await self._reply(message, outcome, error)
@@ -200,7 +201,3 @@ async def serve(feed: Feed, host: str, port: int, stop: asyncio.Event) -> None:
     server = await asyncio.start_server(connection, host, port)
     async with server:
         await stop.wait()
-
-
-def duplicate(exc: IntegrityError) -> bool:
-    return "applied_control_id" in str(exc.orig)
