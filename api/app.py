@@ -34,7 +34,7 @@ from api.controllers.messaging import ThreadController
 from api.controllers.network import InvitationController, NetworkController
 from api.controllers.notifications import AlertSettingsController, NotificationPreferenceController
 from api.controllers.patients import PatientController
-from api.controllers.plugins import NetworkPluginController, PluginController
+from api.controllers.plugins import InboundMessageController, NetworkPluginController, PluginController
 from api.controllers.portal import PortalController
 from api.controllers.results import ResultController
 from api.controllers.tasks import TaskController
@@ -130,6 +130,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             NetworkController,
             NetworkPluginController,
             PluginController,
+            InboundMessageController,
             InvitationController,
             UserController,
             PatientController,

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import uuid
+from typing import Annotated, Literal
 
-from litestar import Controller, delete, get, put
-from litestar.params import JSONBody, Parameter
+from litestar import Controller, delete, get, post, put
+from litestar.params import FromPath, FromQuery, JSONBody, Parameter
 from sqlalchemy import select
 
-from api.deps import Caller, Config, Db
+from api.deps import Caller, Config, Db, Limit, Offset
 from core.errors import Conflict, InvalidInput
-from core.plugins import invoke, service
+from core.plugins import inbound, invoke, service
+from core.plugins.inbound import InboundOut
 from core.plugins.registry import registry
 from core.plugins.schemas import EnablementIn, PluginOut, PolicyIn, PolicyOut
 from plugin_sdk.payloads import TenantInfo
@@ -72,3 +74,25 @@ class NetworkPluginController(Controller):
     @put("/{name:str}", summary="Allow or forbid a plugin in every tenant")
     async def set(self, session: Db, principal: Caller, name: PluginName, data: JSONBody[PolicyIn]) -> PolicyOut:
         return await service.set_policy(session, principal, name, data)
+
+
+class InboundMessageController(Controller):
+    path = "/api/v1/inbound-messages"
+    tags = ["plugins"]
+
+    @get("/", summary="Messages inbound feeds received (newest first), with the raw text of those in error")
+    async def list(
+        self,
+        session: Db,
+        principal: Caller,
+        status: FromQuery[Literal["accepted", "error", "replayed", "repeat"] | None] = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> list[InboundOut]:
+        return await inbound.list_messages(session, principal, status, limit, offset)
+
+    @post("/{message_id:uuid}/replay", status_code=200, summary="Read a message in error again and apply it")
+    async def replay(
+        self, session: Db, principal: Caller, settings: Config, message_id: FromPath[uuid.UUID]
+    ) -> InboundOut:
+        return await inbound.replay(session, principal, message_id, settings)

@@ -77,6 +77,59 @@ def decode(raw: bytes) -> str:
         return raw.decode("latin-1")  # older senders: ISO 8859-1 (MSH-18 is often empty)
 
 
+async def interpret(
+    session: AsyncSession,
+    plugin: Installed,
+    row: PluginEnablement,
+    config: dict[str, object],
+    tenant: TenantInfo,
+    settings: Settings,
+    record: InboundMessageRecord,
+    message: InboundMessage,
+) -> tuple[str, str | None]:
+    """Have ``plugin`` read ``message`` and apply its effects in a savepoint, filling in ``record`` (already in
+    the session): the outcome for the reply (``accepted`` or ``error``) and the error."""
+    try:
+        result: InboundResult | None = await invoke.call(
+            plugin, "carehub_inbound_message", tenant=tenant, config=config, settings=settings, message=message
+        )
+    except invoke.PluginFailed as exc:
+        invoke.record_failure(row, settings, str(exc))
+        result = None
+        record.error = str(exc)
+    if result is not None:
+        record.control_id, record.summary = result.control_id, result.summary
+        if result.error is not None:
+            record.error, record.error_location = result.error.text, result.error.location
+    if result is None or result.error is not None:
+        record.status, record.error = "error", record.error or "no plugin understood the message"
+        return "error", record.error
+    if result.control_id:
+        earlier = await session.scalar(
+            select(InboundMessageRecord).where(
+                InboundMessageRecord.plugin == plugin.name,
+                InboundMessageRecord.applied_control_id == result.control_id,
+                InboundMessageRecord.id != record.id,
+            )
+        )
+        if earlier is not None:
+            earlier.repeats += 1
+            if record in session.new:  # a repeat off the wire is answered, not stored again
+                session.expunge(record)
+            record.status, record.error = "repeat", None
+            return "accepted", None
+    try:
+        async with session.begin_nested():
+            applied = await Applier(session, plugin.manifest).apply_all(result.effects)
+    except EffectRejected as exc:
+        record.status, record.error, record.error_location = "error", str(exc), None
+        return "error", record.error
+    record.status, record.effects, record.applied_at, record.error = "accepted", applied, utcnow(), None
+    record.applied_control_id = result.control_id
+    invoke.record_success(row)
+    return "accepted", None
+
+
 @dataclass
 class Feed:
     """One tenant's listener: which plugin reads its messages, with that tenant's configuration."""
@@ -119,49 +172,8 @@ class Feed:
                 received_at=message.received_at,
                 status="error",
             )
-            try:
-                result: InboundResult | None = await invoke.call(
-                    self.plugin,
-                    "carehub_inbound_message",
-                    tenant=self.tenant,
-                    config=config,
-                    settings=self.settings,
-                    message=message,
-                )
-            except invoke.PluginFailed as exc:
-                invoke.record_failure(row, self.settings, str(exc))
-                result = None
-                record.error = str(exc)
-            if result is not None:
-                record.control_id, record.summary = result.control_id, result.summary
-                if result.error is not None:
-                    record.error, record.error_location = result.error.text, result.error.location
-            if result is None or result.error is not None:
-                record.error = record.error or "no plugin understood the message"
-                session.add(record)
-                return "error", record.error
-            if result.control_id:
-                earlier = await session.scalar(
-                    select(InboundMessageRecord).where(
-                        InboundMessageRecord.plugin == self.plugin.name,
-                        InboundMessageRecord.applied_control_id == result.control_id,
-                    )
-                )
-                if earlier is not None:
-                    earlier.repeats += 1
-                    return "accepted", None
-            try:
-                async with session.begin_nested():
-                    applied = await Applier(session, self.plugin.manifest).apply_all(result.effects)
-            except EffectRejected as exc:
-                record.error, record.error_location = str(exc), None
-                session.add(record)
-                return "error", record.error
-            record.status, record.effects, record.applied_at = "accepted", applied, utcnow()
-            record.applied_control_id = result.control_id
             session.add(record)
-            invoke.record_success(row)
-        return "accepted", None
+            return await interpret(session, self.plugin, row, config, self.tenant, self.settings, record, message)
 
     async def _reply(self, message: InboundMessage, outcome: str, error: str | None) -> str:
         try:

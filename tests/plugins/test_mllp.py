@@ -45,17 +45,18 @@ def _read(context: Any, message: Any) -> InboundResult | None:
     """Lines ``CTRL=<id>``, ``PAT=<mrn>^<given>^<family>^<birth date>`` and ``OBX=<loinc>^<value>^<flag>``."""
     fields = dict(line.split("=", 1) for line in message.text.split("\r") if "=" in line)
     control = fields.get("CTRL")
-    if "PAT" not in fields:
-        return InboundResult(control_id=control, error=InboundError(text="no PAT line", location="PAT"))
-    mrn, given, family, born = fields["PAT"].split("^")
-    ref = PatientRef(identifiers=(Identifier(system=SYSTEM, value=mrn),))
-    effects: list[Any] = [
-        fx.UpsertPatient(
-            patient=PatientRecord(
-                identifiers=ref.identifiers, given_name=given, family_name=family, birth_date=date.fromisoformat(born)
-            )
+    effects: list[Any] = []
+    if "PAT" in fields:
+        mrn, given, family, born = fields["PAT"].split("^")
+        ref = PatientRef(identifiers=(Identifier(system=SYSTEM, value=mrn),))
+        record = PatientRecord(
+            identifiers=ref.identifiers, given_name=given, family_name=family, birth_date=date.fromisoformat(born)
         )
-    ]
+        effects.append(fx.UpsertPatient(patient=record))
+    elif "REF" in fields:  # a result for a patient the sender registered in another message
+        ref = PatientRef(identifiers=(Identifier(system=SYSTEM, value=fields["REF"]),))
+    else:
+        return InboundResult(control_id=control, error=InboundError(text="no PAT line", location="PAT"))
     if "OBX" in fields:
         code, value, flag = fields["OBX"].split("^")
         effects.append(
@@ -180,3 +181,34 @@ async def test_each_message_is_stored_before_its_ack_and_applied_once(
     )
     assert await _count(settings, tenant, kept) == 1
     assert await _count(settings, world.tenant_b, select(func.count()).select_from(Patient)) == 0
+
+
+async def test_a_result_before_its_patient_is_kept_and_replayed_by_an_admin(
+    settings: Settings, world: World, listener: tuple[int, asyncio.Event], client: Any
+) -> None:
+    from tests.conftest import login
+
+    port, _stop = listener
+    early = "CTRL=R-1\rREF=T-88\rOBX=718-7^7.1^low"
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(mllp.frame(early))
+    [answer] = await _replies(reader, 1)
+    assert answer.startswith("ACK|error|R-1|") and "T-88" in answer
+    admin = await login(client, "admin.a@test.example", "hospital-a")
+    listed = await client.get("/api/v1/inbound-messages?status=error", headers=admin)
+    [kept] = listed.json()
+    assert kept["text"] == early and kept["control_id"] == "R-1"
+    assert (await client.post(f"/api/v1/inbound-messages/{kept['id']}/replay", headers=admin)).status_code == 200
+    assert (await client.get("/api/v1/inbound-messages?status=error", headers=admin)).json()[0]["status"] == "error"
+
+    writer.write(mllp.frame("CTRL=A-1\rPAT=T-88^Sam^Later^1980-02-02"))
+    assert await _replies(reader, 1) == ["ACK|accepted|A-1|"]
+    writer.close()
+    replayed = await client.post(f"/api/v1/inbound-messages/{kept['id']}/replay", headers=admin)
+    assert replayed.status_code == 200 and replayed.json()["status"] == "replayed", replayed.text
+    again = await client.post(f"/api/v1/inbound-messages/{kept['id']}/replay", headers=admin)
+    assert again.status_code == 409  # applied once
+    assert await _count(settings, world.tenant_a, select(func.count()).select_from(LabResult)) == 1
+    other = await login(client, "admin.b@test.example", "hospital-b")
+    assert (await client.post(f"/api/v1/inbound-messages/{kept['id']}/replay", headers=other)).status_code == 404
+    assert (await client.get("/api/v1/inbound-messages", headers=other)).json() == []
