@@ -21,7 +21,7 @@ from plugin_sdk import HOOK_NAMES, PROJECT, SDK_VERSION, HookSpecs, Manifest
 log = logging.getLogger(__name__)
 
 # Modules under plugins/ that ship with carehub; each goes through the same checks as a vendor's plugin.
-BUNDLED = ("plugins.email_smtp", "plugins.sms_gateway", "plugins.ehr_fhir")
+BUNDLED = ("plugins.email_smtp", "plugins.sms_gateway", "plugins.ehr_fhir", "plugins.ehr_hl7v2")
 
 
 class PluginError(Exception):

@@ -1,0 +1,86 @@
+"""Bundled inbound feed: HL7 v2 messages (ER7) from a hospital's interface engine, as received by carehub's MLLP
+listener, read into patients, encounters, merges and results, and answered with an HL7 ACK.
+
+- ADT^A01 admit, A02 transfer, A03 discharge, A04 registration, A08 patient update, A11 admit cancelled, A13
+  discharge cancelled, A40 merge: :mod:`plugins.ehr_hl7v2.adt`; ORU^R01 results: :mod:`plugins.ehr_hl7v2.oru`;
+  the patient of each PID: :mod:`plugins.ehr_hl7v2.patient`.
+- What is refused and how it is answered: :mod:`plugins.ehr_hl7v2.interpret` and :mod:`plugins.ehr_hl7v2.ack`.
+- Reading the text (versions 2.3 to 2.5.1 and what real feeds send): :mod:`plugins.ehr_hl7v2.parse`; times:
+  :mod:`plugins.ehr_hl7v2.times`; the configuration: :data:`plugins.ehr_hl7v2.config.CONFIG_SCHEMA`.
+
+Parsing only, no network: both hooks are synchronous and never raise; a message the plugin cannot read is an
+``InboundResult`` with an error, which the host keeps for review and replay.
+"""
+
+from __future__ import annotations
+
+from plugin_sdk import InboundResult, Manifest, PluginContext, hookimpl
+from plugin_sdk.payloads import InboundMessage
+from plugins.ehr_hl7v2 import ack
+from plugins.ehr_hl7v2.config import CONFIG_SCHEMA, Settings
+from plugins.ehr_hl7v2.interpret import interpret
+
+__all__ = ["CONTENT_TYPE", "MANIFEST", "carehub_inbound_message", "carehub_inbound_reply"]
+
+CONTENT_TYPE = "application/hl7-v2"
+
+MANIFEST = Manifest(
+    name="ehr_hl7v2",
+    version="1.0.0",
+    sdk=">=1.0,<2",
+    title="HL7 v2 feed (MLLP)",
+    description=(
+        "Reads a hospital's HL7 v2 feed (ADT admissions, transfers, discharges and merges; ORU lab results, "
+        "critical flags included) into patients, encounters and observations, and acknowledges each message."
+    ),
+    vendor="carehub",
+    hooks=("carehub_inbound_message", "carehub_inbound_reply"),
+    config_schema=CONFIG_SCHEMA,
+    data_categories=("demographics", "clinical_results"),
+)
+
+
+def _mine(message: InboundMessage) -> bool:
+    return message.content_type.split(";", 1)[0].strip().lower() == CONTENT_TYPE
+
+
+@hookimpl
+def carehub_inbound_message(context: PluginContext, message: InboundMessage) -> InboundResult | None:
+    """What an HL7 v2 message means; None for any other content type."""
+    if not _mine(message):
+        return None
+    return interpret(message.text, context.config, context.log).result
+
+
+@hookimpl
+def carehub_inbound_reply(
+    context: PluginContext, message: InboundMessage, outcome: str, error: str | None
+) -> str | None:
+    """The ACK for an HL7 v2 message; None for any other content type.
+
+    The hook is told the outcome and the error's text, not its code or place, so the message is read again
+    (a fraction of a millisecond) for the ERR segment's code and location, and for whether an error is a
+    rejection (AR) rather than AE.
+    """
+    if not _mine(message):
+        return None
+    try:
+        reading = interpret(message.text, context.config, context.log)
+        return ack.build(
+            reading.header,
+            reading.result.error,
+            outcome=outcome,
+            error=error,
+            settings=Settings.from_mapping(context.config),
+            now=context.now(),
+            receipt_id=message.id,
+        )
+    except Exception:  # a value hl7apy would not take: answer with the bare ACK rather than none
+        context.log.exception("ehr_hl7v2 could not build the ACK in the message's own terms")
+    try:
+        return ack.build(
+            None, None, outcome=outcome, error=error, settings=Settings(), now=context.now(), receipt_id=message.id
+        )
+    except Exception:
+        context.log.exception("ehr_hl7v2 could not build an ACK")
+        return None
