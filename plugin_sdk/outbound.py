@@ -16,11 +16,14 @@ Every request it sends, and every redirect it follows, passes :class:`OutboundPo
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
+import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import certifi
 import httpx
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -92,7 +95,9 @@ class GuardedTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, policy: OutboundPolicy) -> None:
         self.policy = policy
-        self._inner = httpx.AsyncHTTPTransport(retries=0)
+        # Made at the first request: most hook calls (parsing a message, building a reply) send none, and a
+        # transport with its TLS context costs milliseconds to make.
+        self._inner: httpx.AsyncHTTPTransport | None = None
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -107,6 +112,8 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         request.url = url.copy_with(host=address)
         request.extensions = {**request.extensions, "sni_hostname": host}
         try:
+            if self._inner is None:
+                self._inner = httpx.AsyncHTTPTransport(retries=0, verify=_tls())
             return await self._inner.handle_async_request(request)
         finally:
             request.url = url
@@ -130,7 +137,14 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         return addresses[0]
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        if self._inner is not None:
+            await self._inner.aclose()
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every plugin client of the process (loading the CA bundle is the costly part)."""
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def guarded_client(policy: OutboundPolicy) -> httpx.AsyncClient:
