@@ -383,8 +383,8 @@ def cmd_mllp(settings: Settings, args: argparse.Namespace) -> int:
 
     from core.db import make_engine, make_sessionmaker
     from core.plugins import mllp
+    from core.plugins.invoke import tenant_info
     from core.plugins.registry import registry
-    from core.plugins.sync import tenant_info
     from tenants.context import network_scope
     from tenants.models import Tenant
 

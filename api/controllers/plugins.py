@@ -15,7 +15,6 @@ from core.plugins import inbound, invoke, service
 from core.plugins.inbound import InboundOut
 from core.plugins.registry import registry
 from core.plugins.schemas import EnablementIn, PluginOut, PolicyIn, PolicyOut
-from plugin_sdk.payloads import TenantInfo
 from tenants.models import Tenant
 
 PluginName = Annotated[str, Parameter(pattern=r"^[a-z][a-z0-9_]{1,39}$", description="the plugin's name")]
@@ -42,12 +41,11 @@ class PluginController(Controller):
         if data.enabled and plugin is not None and plugin.implements("carehub_on_enable"):
             tenant = await session.scalar(select(Tenant).where(Tenant.id == principal.tenant_id))
             assert tenant is not None
-            info = TenantInfo(id=str(tenant.id), slug=tenant.slug, name=tenant.name, kind=tenant.kind)  # type: ignore[arg-type]
             try:
                 await invoke.call(
                     plugin,
                     "carehub_on_enable",
-                    tenant=info,
+                    tenant=invoke.tenant_info(tenant),
                     config=service.config_of(settings.plugin_secret_keys, row),
                     settings=settings,
                 )

@@ -12,12 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
 from core.errors import Conflict, NotFound
+from core.plugins import invoke
 from core.plugins.models import InboundMessageRecord, PluginEnablement
 from core.plugins.registry import registry
 from core.plugins.service import config_of
 from core.principal import Principal
 from core.settings import Settings
-from plugin_sdk.payloads import InboundMessage, TenantInfo
+from plugin_sdk.payloads import InboundMessage
 from tenants.models import Tenant
 
 
@@ -82,7 +83,7 @@ async def replay(session: AsyncSession, principal: Principal, message_id: uuid.U
         raise Conflict(f"{record.plugin} is not installed and enabled for this tenant", field="message_id")
     tenant = await session.get(Tenant, principal.tenant_id)
     assert tenant is not None
-    info = TenantInfo(id=str(tenant.id), slug=tenant.slug, name=tenant.name, kind=tenant.kind)  # type: ignore[arg-type]
+    info = invoke.tenant_info(tenant)
     message = InboundMessage(
         id=str(record.id),
         content_type=record.content_type,

@@ -24,8 +24,14 @@ from plugin_sdk import PluginContext
 from plugin_sdk.outbound import OutboundPolicy, guarded_client
 from plugin_sdk.payloads import TenantInfo
 from plugin_sdk.results import WrongResult, check_result
+from tenants.models import Tenant
 
 log = logging.getLogger(__name__)
+
+
+def tenant_info(tenant: Tenant) -> TenantInfo:
+    """The tenant as a hook sees it."""
+    return TenantInfo(id=str(tenant.id), slug=tenant.slug, name=tenant.name, kind=tenant.kind)  # type: ignore[arg-type]
 
 
 class PluginFailed(Exception):

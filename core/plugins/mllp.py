@@ -144,15 +144,16 @@ class Feed:
         message = InboundMessage(
             id=str(uuid.uuid4()), content_type=CONTENT_TYPE, text=text, received_at=utcnow(), peer=peer
         )
+        config: dict[str, object] = {}  # the reply is built with the configuration the message was read with
         with tenant_context(uuid.UUID(self.tenant.id)):
             try:
-                outcome, error = await self._store(message)
+                outcome, error, config = await self._store(message)
             # The database failed, or the same control id was applied by a concurrent connection (the unique
             # applied_control_id refused this one): nothing of it is stored, and the resent message is a repeat.
             except Exception as exc:
                 log.warning("inbound message not stored: %s", exc)
                 outcome, error = "rejected", "the message could not be stored; send it again"
-            return await self._reply(message, outcome, error)
+            return await self._reply(message, outcome, error, config)
 
     async def _config(self, session: AsyncSession) -> tuple[PluginEnablement, dict[str, object]]:
         row = await session.scalar(select(PluginEnablement).where(PluginEnablement.plugin == self.plugin.name))
@@ -160,7 +161,7 @@ class Feed:
             raise LookupError(f"{self.plugin.name} is not enabled for {self.tenant.slug}")
         return row, config_of(self.settings.plugin_secret_keys, row)
 
-    async def _store(self, message: InboundMessage) -> tuple[str, str | None]:
+    async def _store(self, message: InboundMessage) -> tuple[str, str | None, dict[str, object]]:
         async with self.db() as session, session.begin():
             row, config = await self._config(session)
             record = InboundMessageRecord(
@@ -173,12 +174,13 @@ class Feed:
                 status="error",
             )
             session.add(record)
-            return await interpret(session, self.plugin, row, config, self.tenant, self.settings, record, message)
+            outcome, error = await interpret(
+                session, self.plugin, row, config, self.tenant, self.settings, record, message
+            )
+            return outcome, error, config
 
-    async def _reply(self, message: InboundMessage, outcome: str, error: str | None) -> str:
+    async def _reply(self, message: InboundMessage, outcome: str, error: str | None, config: dict[str, object]) -> str:
         try:
-            async with self.db() as session:
-                _row, config = await self._config(session)
             reply = await invoke.call(
                 self.plugin,
                 "carehub_inbound_reply",
@@ -189,7 +191,7 @@ class Feed:
                 outcome=outcome,
                 error=error,
             )
-        except (invoke.PluginFailed, LookupError) as exc:
+        except invoke.PluginFailed as exc:
             log.warning("no reply from %s: %s", self.plugin.name, exc)
             reply = None
         return reply or "MSA|AR||carehub could not build an acknowledgement\r"

@@ -4,6 +4,7 @@ a configuration its schema accepts (secrets encrypted, never answered), and allo
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -86,7 +87,12 @@ async def _policies(session: AsyncSession, principal: Principal) -> dict[str, Pl
         network = await network_of(session, principal.tenant_id)
     else:
         network = await the_network(session)
-    rows = await session.scalars(select(PluginPolicy).where(PluginPolicy.network_id == network.id))
+    return await policies_in(session, network.id)
+
+
+async def policies_in(session: AsyncSession, network_id: uuid.UUID) -> dict[str, PluginPolicy]:
+    """The network admin's word on each plugin that has one (a plugin without a policy is allowed)."""
+    rows = await session.scalars(select(PluginPolicy).where(PluginPolicy.network_id == network_id))
     return {row.plugin: row for row in rows}
 
 

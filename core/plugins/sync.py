@@ -22,10 +22,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import audit
 from core.db import utcnow
 from core.plugins import invoke
-from core.plugins.effects import Applier, EffectRejected
-from core.plugins.models import PluginEnablement, PluginPolicy
+from core.plugins.effects import Applier, EffectRejected, actor_for
+from core.plugins.models import PluginEnablement
 from core.plugins.registry import Installed, registry
-from core.plugins.service import config_of
+from core.plugins.service import config_of, policies_in
 from core.settings import Settings, get_settings
 from plugin_sdk.effects import PullBatch
 from plugin_sdk.hookspecs import PULL_HOOKS
@@ -49,15 +49,11 @@ def configure(settings: Settings) -> None:
     _settings = settings
 
 
-def tenant_info(tenant: Tenant) -> TenantInfo:
-    return TenantInfo(id=str(tenant.id), slug=tenant.slug, name=tenant.name, kind=tenant.kind)  # type: ignore[arg-type]
-
-
 def failed(session: AsyncSession, row: PluginEnablement, settings: Settings, hook: str, error: str) -> None:
     invoke.record_failure(row, settings, error)
     audit.record(
         session,
-        audit.Actor(user_id=None, roles=(f"plugin:{row.plugin}",)),
+        actor_for(row.plugin),
         action="plugin.failure",
         resource_type="Plugin",
         resource_id=row.plugin,
@@ -71,11 +67,7 @@ async def sync_tenant(session: AsyncSession, event: Event) -> None:
     tenant = await session.get(Tenant, event.tenant_id)
     if tenant is None or tenant.status != "active":
         return
-    forbidden = {
-        p.plugin
-        for p in await session.scalars(select(PluginPolicy).where(PluginPolicy.network_id == tenant.network_id))
-        if not p.allowed
-    }
+    forbidden = {name for name, policy in (await policies_in(session, tenant.network_id)).items() if not policy.allowed}
     rows = await session.scalars(select(PluginEnablement).where(PluginEnablement.enabled.is_(True)))
     started = time.monotonic()
     budget = settings.job_time_limit_ms / 2000
@@ -89,7 +81,7 @@ async def sync_tenant(session: AsyncSession, event: Event) -> None:
             continue
         if invoke.breaker_open(row):
             continue
-        caught_up = await _pull(session, row, plugin, config, tenant_info(tenant), settings, started + budget)
+        caught_up = await _pull(session, row, plugin, config, invoke.tenant_info(tenant), settings, started + budget)
         if caught_up:
             row.synced_at = utcnow()
     await session.flush()
