@@ -130,3 +130,13 @@ async def test_an_outbound_call_to_the_metadata_service_is_refused() -> None:
     found.add(module, "entry point", "nosy")
     with pytest.raises(invoke.PluginFailed, match=r"link-local|loopback"):
         await invoke.call(found.installed["nosy"], "carehub_health_check", tenant=None, config={}, settings=settings)
+
+
+def test_the_sdk_speaks_the_consent_vocabulary() -> None:
+    """A manifest's data categories are carehub's consent categories (the SDK cannot import them, so it copies
+    them; this keeps the copy true)."""
+    from core.consent.categories import CATEGORIES, SENSITIVE_LABELS
+    from plugin_sdk import payloads
+
+    assert payloads.DATA_CATEGORIES == CATEGORIES
+    assert payloads.SENSITIVE_LABELS == SENSITIVE_LABELS
