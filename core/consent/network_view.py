@@ -11,30 +11,25 @@ A tenant none of whose categories is allowed does not appear at all.
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
-from core.appointments.models import Appointment
-from core.careplans.models import CarePlan, CarePlanGoal
 from core.consent import access, decision
 from core.consent.categories import CATEGORIES
 from core.consent.linking import link_for
 from core.consent.models import PatientLink
 from core.consent.network import network_of
+from core.consent.network_items import Item, items_of
 from core.db import utcnow
-from core.messaging.models import Message, Thread
 from core.patients.models import Patient
 from core.patients.service import require_patient
 from core.principal import Principal
-from core.results.models import LabResult
-from core.tasks.models import Task
 from tenants.context import tenant_context
 from tenants.models import Tenant
 
@@ -46,6 +41,8 @@ OWN_PERMISSION = {
     "task": "tasks",
     "appointment": "appointments",
     "lab_result": "results",
+    "encounter": "encounters",
+    "condition": "conditions",
     "thread": "threads",
 }
 
@@ -79,133 +76,9 @@ class NetworkViewOut(msgspec.Struct):
     withheld: WithheldOut
 
 
-def _iso(value: Any) -> Any:
-    return value.isoformat() if value is not None and hasattr(value, "isoformat") else value
-
-
-async def _items(session: AsyncSession, patient: Patient) -> dict[str, list[dict[str, Any]]]:
-    """Every shareable item of one patient record in the current tenant, by consent category."""
-    found: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    found["demographics"].append(
-        {
-            "type": "patient",
-            "given_name": patient.given_name,
-            "family_name": patient.family_name,
-            "birth_date": patient.birth_date.isoformat(),
-            "sex": patient.sex,
-            "phone": patient.phone,
-            "email": patient.email,
-            "address": patient.address,
-            "language": patient.language,
-        }
-    )
-    plans = list(await session.scalars(select(CarePlan).where(CarePlan.patient_id == patient.id)))
-    goals: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
-    if plans:
-        for goal in await session.scalars(
-            select(CarePlanGoal)
-            .where(CarePlanGoal.plan_id.in_([p.id for p in plans]))
-            .order_by(CarePlanGoal.created_at, CarePlanGoal.id)
-        ):
-            goals[goal.plan_id].append(
-                {
-                    "description": goal.description,
-                    "status": goal.lifecycle_status,
-                    "achievement": goal.achievement_status,
-                }
-            )
-    for plan in sorted(plans, key=lambda p: (p.created_at, p.id)):
-        found[plan.data_category or "care_plan"].append(
-            {
-                "type": "care_plan",
-                "id": str(plan.id),
-                "title": plan.title,
-                "description": plan.description,
-                "status": plan.status,
-                "period_start": _iso(plan.period_start),
-                "period_end": _iso(plan.period_end),
-                "goals": goals[plan.id],
-            }
-        )
-    for task in await session.scalars(
-        select(Task).where(Task.patient_id == patient.id).order_by(Task.created_at, Task.id)
-    ):
-        found[task.data_category or "tasks_appointments"].append(
-            {
-                "type": "task",
-                "id": str(task.id),
-                "title": task.title,
-                "status": task.status,
-                "priority": task.priority,
-                "due_at": _iso(task.due_at),
-            }
-        )
-    for appointment in await session.scalars(
-        select(Appointment).where(Appointment.patient_id == patient.id).order_by(Appointment.start_at, Appointment.id)
-    ):
-        found[appointment.data_category or "tasks_appointments"].append(
-            {
-                "type": "appointment",
-                "id": str(appointment.id),
-                "kind": appointment.kind,
-                "start_at": _iso(appointment.start_at),
-                "end_at": _iso(appointment.end_at),
-                "status": appointment.status,
-                "location": appointment.location,
-                "reason": appointment.reason,
-            }
-        )
-    for result in await session.scalars(
-        select(LabResult).where(LabResult.patient_id == patient.id).order_by(LabResult.effective_at, LabResult.id)
-    ):
-        found[result.data_category or "clinical_results"].append(
-            {
-                "type": "lab_result",
-                "id": str(result.id),
-                "code": result.code,
-                "display": result.display,
-                "value": result.value,
-                "unit": result.unit,
-                "reference_range": result.reference_range,
-                "interpretation": result.interpretation,
-                "status": result.status,
-                "effective_at": _iso(result.effective_at),
-            }
-        )
-    threads = list(
-        await session.scalars(
-            select(Thread).where(Thread.patient_id == patient.id).order_by(Thread.created_at, Thread.id)
-        )
-    )
-    if threads:
-        current = (
-            select(Message.original_id, func.max(Message.version).label("version"))
-            .where(Message.thread_id.in_([t.id for t in threads]))
-            .group_by(Message.original_id)
-            .subquery()
-        )
-        messages: dict[uuid.UUID, list[dict[str, Any]]] = defaultdict(list)
-        for message in await session.scalars(
-            select(Message)
-            .join(
-                current,
-                (Message.original_id == current.c.original_id) & (Message.version == current.c.version),
-            )
-            .where(Message.deleted.is_(False))
-            .order_by(Message.sent_at, Message.id)
-        ):
-            messages[message.thread_id].append({"sent_at": _iso(message.sent_at), "body": message.body})
-        for thread in threads:
-            found[thread.data_category or "messages"].append(
-                {
-                    "type": "thread",
-                    "id": str(thread.id),
-                    "subject": thread.subject,
-                    "last_message_at": _iso(thread.last_message_at),
-                    "messages": messages[thread.id],
-                }
-            )
-    return found
+def _also_allowed(item: Item, decisions: dict[str, decision.Decision]) -> bool:
+    """Whether every further label an item carries is allowed too (its own category's decision is asked first)."""
+    return all(decisions[label].allowed for label in item.also)
 
 
 async def view(
@@ -222,7 +95,7 @@ async def view(
     requester = await session.get(Tenant, principal.tenant_id)
     assert requester is not None
 
-    own_items = await _items(session, patient)
+    own_items = await items_of(session, patient)
     # Role checks once per item type, not per item (each is a Casbin enforce).
     may_read = {kind: principal.can(permission, "read") for kind, permission in OWN_PERMISSION.items()}
     sources = [
@@ -233,7 +106,7 @@ async def view(
             categories=[
                 CategoryOut(category, decision.OWN_TENANT, None, None, readable)
                 for category in CATEGORIES
-                if (readable := [i for i in own_items.get(category, []) if may_read[i["type"]]])
+                if (readable := [i.data for i in own_items.get(category, []) if may_read[i.data["type"]]])
             ],
         )
     ]
@@ -270,9 +143,11 @@ async def view(
         with tenant_context(tenant_id):
             async with sessions() as other, other.begin():
                 their_patient = await other.get(Patient, their_patient_id)
-                items = await _items(other, their_patient) if their_patient is not None else {}
+                items = await items_of(other, their_patient) if their_patient is not None else {}
                 for category, decided in decisions.items():
-                    count = len(items.get(category, []))
+                    held = items.get(category, [])
+                    shareable = [i.data for i in held if decided.allowed and _also_allowed(i, decisions)]
+                    withheld += len(held) - len(shareable)
                     access.record_inbound(
                         other,
                         principal.actor,
@@ -282,15 +157,11 @@ async def view(
                         category=category,
                         purpose=purpose,
                         decision=decided,
-                        items=count,
+                        items=len(shareable),
                     )
-                    if not decided.allowed:
-                        withheld += count
-                    elif count:
+                    if shareable:
                         shown.append(
-                            CategoryOut(
-                                category, decided.basis, decided.consent_id, decided.break_glass_id, items[category]
-                            )
+                            CategoryOut(category, decided.basis, decided.consent_id, decided.break_glass_id, shareable)
                         )
         for item in shown:
             access.record_outbound(
