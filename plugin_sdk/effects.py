@@ -31,10 +31,16 @@ class Effect(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
 
 class UpsertPatient(Effect, tag="upsert_patient", frozen=True, kw_only=True):
     """Create the tenant's patient, or update the one an identifier matches (new identifiers are added; the
-    network's record linking then considers them)."""
+    network's record linking then considers them).
+
+    ``keep_missing``: a contact field the record leaves out (``None``: phone, email, address, language) keeps
+    the value carehub holds instead of clearing it. HL7 v2 means that by an empty field (a result's PID seldom
+    repeats the address); a FHIR Patient is the whole record, so the default is False.
+    """
 
     CATEGORY = "demographics"
     patient: PatientRecord
+    keep_missing: bool = False
 
 
 class MergePatient(Effect, tag="merge_patient", frozen=True, kw_only=True):

@@ -43,6 +43,8 @@ INTERPRETATION = {
     "critical": "critical",
 }
 FUTURE_SLACK = timedelta(minutes=10)  # clocks differ; a result from the future beyond this is a sender's error
+# The patient fields an upsert with keep_missing leaves alone when the sender left them out.
+_CONTACT_FIELDS = frozenset({"phone", "email", "address", "language"})
 
 
 class EffectRejected(Exception):
@@ -59,12 +61,10 @@ async def find_patient(session: AsyncSession, ref: PatientRef) -> Patient | None
     pairs = [(i.system, i.value) for i in ref.identifiers]
     if not pairs:
         return None
-    patient_id = await session.scalar(
-        select(PatientIdentifier.patient_id)
-        .where(tuple_(PatientIdentifier.system, PatientIdentifier.value).in_(pairs))
-        .limit(1)
+    owner = select(PatientIdentifier.patient_id).where(
+        tuple_(PatientIdentifier.system, PatientIdentifier.value).in_(pairs)
     )
-    return None if patient_id is None else await session.get(Patient, patient_id)
+    return await session.scalar(select(Patient).where(Patient.id.in_(owner.limit(1).scalar_subquery())))
 
 
 class Applier:
@@ -75,6 +75,10 @@ class Applier:
         self.manifest = manifest
         self.actor = actor_for(manifest.name)
         self.applied = 0
+        # What this batch has read or made: patients by identifier, feed records by (model, external id). A
+        # message's effects name one patient many times, and each looked-up record once.
+        self._patients: dict[tuple[str, str], Patient] = {}
+        self._records: dict[tuple[type[Any], str], Any] = {}
 
     def _audit(
         self, action: str, resource_type: str, resource_id: uuid.UUID, patient_id: uuid.UUID, **detail: Any
@@ -96,6 +100,7 @@ class Applier:
         return None
 
     async def apply_all(self, effects: Sequence[fx.Effect]) -> int:
+        await self._prefetch(effects)
         for index, effect in enumerate(effects):
             kind = type(effect).__name__
             label = getattr(getattr(effect, kind_field(effect), None), "data_category", None)
@@ -128,8 +133,56 @@ class Applier:
         else:  # pragma: no cover - the union is closed
             raise ValueError(f"unknown effect {type(effect).__name__}")
 
-    async def _patient(self, ref: PatientRef) -> Patient:
+    async def _prefetch(self, effects: Sequence[fx.Effect]) -> None:
+        """Read the feed records the batch's effects name, one query per kind."""
+        wanted: dict[type[Any], set[str]] = {}
+        for effect in effects:
+            for model, field in _KEYED:
+                data = getattr(effect, field, None)
+                if data is not None:
+                    wanted.setdefault(model, set()).add(data.external_id)
+        for model, ids in wanted.items():
+            missing = [i for i in ids if (model, i) not in self._records]
+            if not missing:
+                continue
+            rows = await self.session.scalars(
+                select(model).where(model.source == self.manifest.name, model.external_id.in_(missing))
+            )
+            found = {row.external_id: row for row in rows}
+            for external_id in missing:
+                self._records[(model, external_id)] = found.get(external_id)
+
+    async def _record(self, model: type[Any], external_id: str) -> Any:
+        """The feed record of this plugin with ``external_id``, or None; read once per batch."""
+        key = (model, external_id)
+        if key not in self._records:
+            self._records[key] = await self.session.scalar(
+                select(model).where(model.source == self.manifest.name, model.external_id == external_id)
+            )
+        return self._records[key]
+
+    def _new_record(self, model: type[Any], external_id: str) -> Any:
+        row = model(id=uuid.uuid4(), source=self.manifest.name, external_id=external_id)
+        self.session.add(row)
+        self._records[(model, external_id)] = row
+        return row
+
+    async def _find(self, ref: PatientRef) -> Patient | None:
+        for identifier in ref.identifiers:
+            known = self._patients.get((identifier.system, identifier.value))
+            if known is not None:
+                return known
         patient = await find_patient(self.session, ref)
+        if patient is not None:
+            self._remember(patient)
+        return patient
+
+    def _remember(self, patient: Patient) -> None:
+        for identifier in patient.identifiers:
+            self._patients[(identifier.system, identifier.value)] = patient
+
+    async def _patient(self, ref: PatientRef) -> Patient:
+        patient = await self._find(ref)
         if patient is None:
             shown = ", ".join(f"{i.system}|{i.value}" for i in ref.identifiers[:3])
             raise LookupError(f"no patient of this tenant has the identifier {shown}")
@@ -141,7 +194,7 @@ class Applier:
             raise ValueError("a patient needs at least one identifier")
         if record.birth_date > utcnow().date():
             raise ValueError("birth_date is in the future")
-        patient = await find_patient(self.session, PatientRef(identifiers=record.identifiers))
+        patient = await self._find(PatientRef(identifiers=record.identifiers))
         fields = {
             "given_name": record.given_name[:100],
             "family_name": record.family_name[:100],
@@ -153,10 +206,13 @@ class Applier:
             "language": record.language,
             "active": record.active,
         }
+        if patient is not None and effect.keep_missing:
+            fields = {k: v for k, v in fields.items() if v is not None or k not in _CONTACT_FIELDS}
         if patient is None:
             patient = Patient(id=uuid.uuid4(), mrn=record.identifiers[0].value[:64], **fields)
             patient.identifiers = [PatientIdentifier(system=i.system, value=i.value) for i in record.identifiers]
             self.session.add(patient)
+            self._remember(patient)
             action, changed = "patient.create", sorted(fields)
             outbox.emit(self.session, "patient.created", {"patient_id": str(patient.id)}, aggregate_id=patient.id)
         else:
@@ -169,6 +225,7 @@ class Applier:
                 owner = await find_patient(self.session, PatientRef(identifiers=(ident,)))
                 if owner is None:  # an identifier of another record stays there (a merge moves it)
                     patient.identifiers.append(PatientIdentifier(system=ident.system, value=ident.value))
+                    self._patients[(ident.system, ident.value)] = patient
                     changed.append("identifiers")
             action = "patient.update"
             if changed:
@@ -193,6 +250,7 @@ class Applier:
             await linking.sync_patient(self.session, patient, self.actor)
 
     async def merge_patient(self, effect: fx.MergePatient) -> None:
+        self._patients.clear()  # identifiers move: look everyone up again after a merge
         merged = await find_patient(self.session, effect.merged)
         if merged is None:
             return  # nothing of the merged record is here
@@ -235,19 +293,15 @@ class Applier:
         patient = await self._patient(data.patient)
         if data.discharged_at is not None and data.discharged_at < data.admitted_at:
             raise ValueError("discharged_at is before admitted_at")
-        row = await self.session.scalar(
-            select(Encounter).where(Encounter.source == self.manifest.name, Encounter.external_id == data.external_id)
-        )
+        row = await self._record(Encounter, data.external_id)
         was_discharged = row is not None and row.discharged_at is not None
         if row is None:
-            row = Encounter(id=uuid.uuid4(), source=self.manifest.name, external_id=data.external_id)
-            self.session.add(row)
+            row = self._new_record(Encounter, data.external_id)
         row.patient_id = patient.id
         row.kind, row.status, row.location = data.kind, data.status, data.location
         row.admitted_at, row.discharged_at, row.disposition = data.admitted_at, data.discharged_at, data.disposition
         row.diagnoses = [{"system": c.system, "code": c.code, "display": c.display} for c in data.diagnoses]
         row.data_category = data.data_category
-        await self.session.flush()
         self._audit("encounter.record", "Encounter", row.id, patient.id, status=row.status, kind=row.kind)
         if row.discharged_at is not None and not was_discharged and row.status != "cancelled":
             outbox.emit(
@@ -260,17 +314,11 @@ class Applier:
     async def record_condition(self, effect: fx.RecordCondition) -> None:
         data = effect.condition
         patient = await self._patient(data.patient)
-        row = await self.session.scalar(
-            select(Condition).where(Condition.source == self.manifest.name, Condition.external_id == data.external_id)
-        )
-        if row is None:
-            row = Condition(id=uuid.uuid4(), source=self.manifest.name, external_id=data.external_id)
-            self.session.add(row)
+        row = await self._record(Condition, data.external_id) or self._new_record(Condition, data.external_id)
         row.patient_id = patient.id
         row.code_system, row.code, row.display = data.code.system, data.code.code, data.code.display
         row.clinical_status, row.onset_at, row.abated_at = data.clinical_status, data.onset, data.abatement
         row.data_category = data.data_category
-        await self.session.flush()
         self._audit("condition.record", "Condition", row.id, patient.id)
 
     async def add_observation(self, effect: fx.AddObservation) -> None:
@@ -278,20 +326,16 @@ class Applier:
         patient = await self._patient(data.patient)
         if data.effective_at > utcnow() + FUTURE_SLACK:
             raise ValueError("effective_at is in the future")
-        row = await self.session.scalar(
-            select(LabResult).where(LabResult.source == self.manifest.name, LabResult.external_id == data.external_id)
-        )
+        row = await self._record(LabResult, data.external_id)
         was_critical = row is not None and row.interpretation == "critical" and row.status != "cancelled"
         if row is None:
-            row = LabResult(id=uuid.uuid4(), source=self.manifest.name, external_id=data.external_id)
-            self.session.add(row)
+            row = self._new_record(LabResult, data.external_id)
         row.patient_id = patient.id
         row.code, row.display = data.code.code[:32], (data.code.display or data.code.code)[:200]
         row.value, row.unit, row.reference_range = data.value[:100], data.unit, data.reference_range
         row.interpretation, row.flag = INTERPRETATION[data.interpretation], data.interpretation
         row.status, row.category, row.effective_at = data.status, data.category, data.effective_at
         row.data_category = data.data_category
-        await self.session.flush()
         self._audit("result.record", "Observation", row.id, patient.id, interpretation=row.interpretation)
         payload = {
             "result_id": str(row.id),
@@ -329,6 +373,14 @@ class Applier:
         )
         add_task(self.session, task, f"asked by the plugin {self.manifest.name}", {"plugin": self.manifest.name})
         await self.session.flush()
+
+
+# The effects that carry a feed record keyed by (plugin, external id): the record's model and the effect's field.
+_KEYED: tuple[tuple[type[Any], str], ...] = (
+    (Encounter, "encounter"),
+    (Condition, "condition"),
+    (LabResult, "observation"),
+)
 
 
 def kind_field(effect: fx.Effect) -> str:

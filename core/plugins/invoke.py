@@ -46,8 +46,16 @@ def breaker_open(row: PluginEnablement) -> bool:
     return row.open_until is not None and row.open_until > utcnow()
 
 
+# A success is written at most this often while nothing else changes: an MLLP feed succeeds many times a second
+# on one row, and every write of it would queue each message behind the others' transactions.
+SUCCESS_RESOLUTION = timedelta(minutes=1)
+
+
 def record_success(row: PluginEnablement) -> None:
-    row.failures, row.open_until, row.last_success_at = 0, None, utcnow()
+    now = utcnow()
+    last = row.last_success_at
+    if row.failures or row.open_until is not None or last is None or now - last >= SUCCESS_RESOLUTION:
+        row.failures, row.open_until, row.last_success_at = 0, None, now
 
 
 def record_failure(row: PluginEnablement, settings: Settings, error: str) -> None:

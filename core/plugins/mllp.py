@@ -87,8 +87,9 @@ async def interpret(
     record: InboundMessageRecord,
     message: InboundMessage,
 ) -> tuple[str, str | None]:
-    """Have ``plugin`` read ``message`` and apply its effects in a savepoint, filling in ``record`` (already in
-    the session): the outcome for the reply (``accepted`` or ``error``) and the error."""
+    """Have ``plugin`` read ``message`` and apply its effects in a savepoint, filling in ``record``: the outcome
+    for the reply (``accepted`` or ``error``) and the error. A new ``record`` is added by the caller afterwards
+    (one INSERT with its outcome), unless it is a ``repeat``."""
     try:
         result: InboundResult | None = await invoke.call(
             plugin, "carehub_inbound_message", tenant=tenant, config=config, settings=settings, message=message
@@ -114,9 +115,7 @@ async def interpret(
         )
         if earlier is not None:
             earlier.repeats += 1
-            if record in session.new:  # a repeat off the wire is answered, not stored again
-                session.expunge(record)
-            record.status, record.error = "repeat", None
+            record.status, record.error = "repeat", None  # a repeat off the wire is answered, not stored again
             return "accepted", None
     try:
         async with session.begin_nested():
@@ -173,10 +172,11 @@ class Feed:
                 received_at=message.received_at,
                 status="error",
             )
-            session.add(record)
             outcome, error = await interpret(
                 session, self.plugin, row, config, self.tenant, self.settings, record, message
             )
+            if record.status != "repeat":
+                session.add(record)
             return outcome, error, config
 
     async def _reply(self, message: InboundMessage, outcome: str, error: str | None, config: dict[str, object]) -> str:

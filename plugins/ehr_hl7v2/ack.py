@@ -94,7 +94,66 @@ def build(
     now: datetime,
     receipt_id: str,
 ) -> str:
-    """The ACK's ER7 text, segments separated by CR (see the module's docstring)."""
+    """The ACK's ER7 text, segments separated by CR (see the module's docstring).
+
+    An AA, nearly every answer a feed gets, is formatted here: hl7apy took 3-4 ms to build one, more than the
+    rest of a message's reading. It is the same text hl7apy makes (a test compares them over the corpus); an
+    error's ACK, and any value with a control character, is left to hl7apy.
+    """
+    if ack_code(outcome, problem) == "AA":
+        fast = _accepted(header, settings, now, receipt_id)
+        if fast is not None:
+            return fast
+    return build_with_hl7apy(
+        header, problem, outcome=outcome, error=error, settings=settings, now=now, receipt_id=receipt_id
+    )
+
+
+_ESCAPES = str.maketrans({"\\": "\\E\\", "|": "\\F\\", "^": "\\S\\", "&": "\\T\\", "~": "\\R\\"})
+
+
+def _field(*components: str) -> str | None:
+    """Components as one ER7 field, escaped, trailing empty ones dropped; None for a control character."""
+    if any(ord(c) < 32 for part in components for c in part):
+        return None
+    return "^".join(part.translate(_ESCAPES) for part in components).rstrip("^")
+
+
+def _accepted(header: Header | None, settings: Settings, now: datetime, receipt_id: str) -> str | None:
+    version = _version(header)
+    original = header or Header("", ("", "", ""), "", "", "", "", "", "", "")
+    trigger = original.trigger if _TRIGGER.match(original.trigger) else ""
+    kind = ("ACK", trigger, "ACK") if version >= "2.3.1" else ("ACK", trigger)
+    fields = [
+        _field(settings.receiving_application or original.receiving_application or DEFAULT_APPLICATION),
+        _field(settings.receiving_facility or original.receiving_facility),
+        _field(original.sending_application),
+        _field(*original.sending_facility),
+        now.strftime("%Y%m%d%H%M%S%z"),
+        "",
+        "^".join(kind).rstrip("^"),
+        control_id(receipt_id),
+        _field(original.processing_id[:1] or "P"),
+        version,
+    ]
+    control = _field(original.control_id)
+    if control is None or any(f is None for f in fields):
+        return None
+    msa = f"MSA|AA|{control}" if control else "MSA|AA"
+    return "MSH|^~\\&|" + "|".join(f or "" for f in fields) + "\r" + msa
+
+
+def build_with_hl7apy(
+    header: Header | None,
+    problem: InboundError | None,
+    *,
+    outcome: str,
+    error: str | None,
+    settings: Settings,
+    now: datetime,
+    receipt_id: str,
+) -> str:
+    """The ACK built with hl7apy (every outcome)."""
     version = _version(header)
     ack = Hl7apyMessage("ACK", version=version, validation_level=VALIDATION_LEVEL.TOLERANT)
     msh = ack.msh

@@ -124,7 +124,7 @@ def effects(message: Message, trigger: str, settings: Settings) -> tuple[list[An
         return _merge(message, settings)
     pid = _required(message, "PID")
     record = patient.record(pid, settings)
-    found: list[AnyEffect] = [UpsertPatient(patient=record)]
+    found: list[AnyEffect] = [UpsertPatient(patient=record, keep_missing=True)]
     if trigger != "A08" and (trigger != "A04" or message.first("PV1") is not None):
         visit = encounter(message, trigger, PatientRef(identifiers=record.identifiers), settings)
         if visit is not None:
@@ -143,7 +143,7 @@ def _merge(message: Message, settings: Settings) -> tuple[list[AnyEffect], list[
             if current is not None:
                 raise MessageError("a PID has no MRG after it", code=SEGMENT_SEQUENCE, location="MRG")
             record = patient.record(segment, settings)
-            found.append(UpsertPatient(patient=record))
+            found.append(UpsertPatient(patient=record, keep_missing=True))
             current = PatientRef(identifiers=record.identifiers)
         elif segment.name == "MRG" and current is not None:
             merged = PatientRef(identifiers=patient.identifiers(segment, 1, settings))

@@ -127,7 +127,7 @@ def effects(message: Message, settings: Settings) -> tuple[list[AnyEffect], list
     for segment in message.segments:
         if segment.name == "PID":
             record = patient.record(segment, settings)
-            patients.append(UpsertPatient(patient=record))
+            patients.append(UpsertPatient(patient=record, keep_missing=True))
             ref = PatientRef(identifiers=record.identifiers)
             subjects.append(record.identifiers[0].value)
         elif segment.name == "ORC":

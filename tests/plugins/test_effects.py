@@ -195,3 +195,25 @@ async def test_what_a_feed_brought_is_readable_in_the_api(settings: Settings, wo
     # Another tenant: the same 404 as a patient that does not exist.
     other = await login(client, "doc.b@test.example", "hospital-b")
     assert (await client.get(f"/api/v1/patients/{row['id']}/conditions", headers=other)).status_code == 404
+
+
+async def test_an_upsert_keeping_missing_fields_leaves_the_contact_details(settings: Settings, world: World) -> None:
+    """An HL7 result's PID seldom repeats the phone and address: with keep_missing they stay; a FHIR Patient is
+    the whole record, so without it what the record leaves out is cleared."""
+    full = PatientRecord(
+        identifiers=(MRN,),
+        given_name="Robin",
+        family_name="Feedson",
+        birth_date=date(1970, 3, 4),
+        phone="+15550100",
+        address={"line": "1 Harbor St", "city": "Harbor"},
+        language="es",
+    )
+    bare = PatientRecord(identifiers=(MRN,), given_name="Robin", family_name="Feedson", birth_date=date(1970, 3, 4))
+    await _apply(settings, world, [fx.UpsertPatient(patient=full)])
+    await _apply(settings, world, [fx.UpsertPatient(patient=bare, keep_missing=True)])
+    kept = select(func.count()).select_from(Patient).where(Patient.phone == "+15550100", Patient.language == "es")
+    assert await _count(settings, world, kept) == 1
+    await _apply(settings, world, [fx.UpsertPatient(patient=bare)])
+    cleared = select(func.count()).select_from(Patient).where(Patient.phone.is_(None), Patient.language.is_(None))
+    assert await _count(settings, world, cleared) == 1
