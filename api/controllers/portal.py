@@ -13,7 +13,7 @@ from core.messaging.blobs import blob_store
 from core.messaging.schemas import MESSAGE_REQUEST_LIMIT, MessageCreate
 from core.notify import service as notify
 from core.notify.schemas import NotificationOut, PreferencesBody, PreferencesOut
-from core.portal import schemas, service
+from core.portal import clinical, schemas, service
 
 
 class PortalController(Controller):
@@ -73,6 +73,20 @@ class PortalController(Controller):
         self, session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0
     ) -> Page[schemas.Result]:
         items = await service.results(session, principal, limit=limit, offset=offset)
+        return page_of(items, limit, offset)
+
+    @get("/encounters", summary="Your hospital stays and visits, the latest first")
+    async def encounters(
+        self, session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0
+    ) -> Page[schemas.Encounter]:
+        items = await clinical.encounters(session, principal, limit=limit, offset=offset)
+        return page_of(items, limit, offset)
+
+    @get("/conditions", summary="Your conditions (your problem list), the latest reported first")
+    async def conditions(
+        self, session: Db, principal: Caller, limit: Limit = 50, offset: Offset = 0
+    ) -> Page[schemas.Condition]:
+        items = await clinical.conditions(session, principal, limit=limit, offset=offset)
         return page_of(items, limit, offset)
 
     @get("/education", summary="Reading material from your care team, unread first")

@@ -99,6 +99,35 @@ class Result(msgspec.Struct):
     effective_at: datetime
 
 
+class Diagnosis(msgspec.Struct):
+    system: str | None
+    code: str | None
+    display: str | None
+
+
+class Encounter(msgspec.Struct):
+    """A hospital stay or visit (the staff's note on it is left out)."""
+
+    id: uuid.UUID
+    kind: str
+    status: str
+    admitted_at: datetime
+    discharged_at: datetime | None
+    disposition: str | None
+    location: str | None
+    diagnoses: list[Diagnosis]
+
+
+class Condition(msgspec.Struct):
+    id: uuid.UUID
+    code_system: str
+    code: str
+    display: str | None
+    clinical_status: str
+    onset_at: datetime | None
+    abated_at: datetime | None
+
+
 class EducationItem(msgspec.Struct):
     id: uuid.UUID
     title: str

@@ -45,7 +45,7 @@ def own_patient(principal: Principal, act: str) -> uuid.UUID:
     return principal.patient_id
 
 
-def _read(
+def record_read(
     session: AsyncSession,
     principal: Principal,
     patient_id: uuid.UUID,
@@ -80,7 +80,7 @@ async def me(session: AsyncSession, principal: Principal) -> schemas.Me:
         for m in members
         if m.user_id is None or m.user_id in names
     ]
-    _read(session, principal, patient_id, "me", "Patient", resource_id=patient_id)
+    record_read(session, principal, patient_id, "me", "Patient", resource_id=patient_id)
     return schemas.Me(
         given_name=patient.given_name,
         family_name=patient.family_name,
@@ -134,7 +134,7 @@ async def care_plans(
         .offset(offset)
     )
     plans = list((await session.scalars(query)).all())
-    _read(session, principal, patient_id, "care_plans", "CarePlan", ids=[p.id for p in plans])
+    record_read(session, principal, patient_id, "care_plans", "CarePlan", ids=[p.id for p in plans])
     return [_plan(p) for p in plans]
 
 
@@ -150,7 +150,7 @@ async def care_plan(session: AsyncSession, principal: Principal, plan_id: uuid.U
             resource_type="CarePlan",
             detail="care plan not found",
         )
-    _read(session, principal, patient_id, "care_plan", "CarePlan", resource_id=plan.id)
+    record_read(session, principal, patient_id, "care_plan", "CarePlan", resource_id=plan.id)
     return _plan(plan)
 
 
@@ -173,7 +173,7 @@ async def tasks(session: AsyncSession, principal: Principal, *, limit: int = 50,
     )
     rows = list((await session.scalars(query)).all())
     now = utcnow()
-    _read(session, principal, patient_id, "tasks", "Task", ids=[t.id for t in rows])
+    record_read(session, principal, patient_id, "tasks", "Task", ids=[t.id for t in rows])
     return [
         schemas.Task(
             id=t.id,
@@ -209,7 +209,7 @@ async def appointments(
     )
     rows = list((await session.scalars(query)).all())
     names = await staff.names(session, (a.participant_id for a in rows))
-    _read(session, principal, patient_id, "appointments", "Appointment", ids=[a.id for a in rows])
+    record_read(session, principal, patient_id, "appointments", "Appointment", ids=[a.id for a in rows])
     return [
         schemas.Appointment(
             id=a.id,
@@ -243,7 +243,7 @@ async def results(
         .offset(offset)
     )
     rows = list((await session.scalars(query)).all())
-    _read(session, principal, patient_id, "results", "LabResult", ids=[r.id for r in rows])
+    record_read(session, principal, patient_id, "results", "LabResult", ids=[r.id for r in rows])
     return [
         schemas.Result(
             id=r.id,
@@ -286,7 +286,7 @@ async def education(
         .offset(offset)
     )
     rows = list((await session.scalars(query)).all())
-    _read(session, principal, patient_id, "education", "EducationItem", ids=[i.id for i in rows])
+    record_read(session, principal, patient_id, "education", "EducationItem", ids=[i.id for i in rows])
     return [_education(i) for i in rows]
 
 

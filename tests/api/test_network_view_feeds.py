@@ -100,15 +100,23 @@ def _feed(ref: PatientRef) -> list[fx.Effect]:
     ]
 
 
-async def _person_with_feed(client: AsyncTestClient[Any], net: Net, settings: Settings) -> dict[str, str]:
+async def person_with_feed(
+    client: AsyncTestClient[Any], net: Net, settings: Settings, *, cancelled: bool = False
+) -> dict[str, str]:
+    """The person in Hospital A and Clinic B (tenant key -> patient id), A's feed applied; with ``cancelled``,
+    also an admission the feed then cancelled (entered in error)."""
     shared = f"NET-{uuid.uuid4().hex[:10]}"
     ids = await person_in(client, net, "ab", network_id=shared)
     ref = PatientRef(identifiers=(Identifier(system="urn:carehub:network-id", value=shared),))
+    effects = _feed(ref)
+    if cancelled:
+        error = EncounterRecord(external_id="V-9", patient=ref, kind="emergency", status="cancelled", admitted_at=NOW)
+        effects.append(fx.RecordEncounter(encounter=error))
     engine = make_engine(settings.database_url)
     try:
         with tenant_context(net.tenants["a"]):
             async with make_sessionmaker(engine)() as session, session.begin():
-                await Applier(session, FEED).apply_all(_feed(ref))
+                await Applier(session, FEED).apply_all(effects)
     finally:
         await engine.dispose()
     return ids
@@ -154,7 +162,7 @@ async def _consent(client: AsyncTestClient[Any], net: Net, patient_a: str, categ
 async def test_without_consent_nothing_of_the_feed_crosses(
     client: AsyncTestClient[Any], net: Net, settings: Settings
 ) -> None:
-    ids = await _person_with_feed(client, net, settings)
+    ids = await person_with_feed(client, net, settings)
     view = await _view(client, net, "doc.b", ids["b"])
     assert _from_a(view) == {}
     assert view["withheld"]["items"] == 1 + FEED_ITEMS  # A's demographics and every feed record
@@ -165,7 +173,7 @@ async def test_without_consent_nothing_of_the_feed_crosses(
 async def test_a_clinical_consent_shows_the_unlabelled_records_with_source_and_basis(
     client: AsyncTestClient[Any], net: Net, settings: Settings
 ) -> None:
-    ids = await _person_with_feed(client, net, settings)
+    ids = await person_with_feed(client, net, settings)
     consent_id = await _consent(client, net, ids["a"], ["clinical_results"])
     view = await _view(client, net, "doc.b", ids["b"])
     shared = _from_a(view)
@@ -205,7 +213,7 @@ async def test_a_clinical_consent_shows_the_unlabelled_records_with_source_and_b
 async def test_labelled_records_need_the_matching_consent(
     client: AsyncTestClient[Any], net: Net, settings: Settings
 ) -> None:
-    ids = await _person_with_feed(client, net, settings)
+    ids = await person_with_feed(client, net, settings)
     await _consent(client, net, ids["a"], ["clinical_results"])
     # Behavioural health alone: the psychiatric stay also names the opioid dependence, so it stays withheld.
     await _consent(client, net, ids["a"], ["behavioral_health"])
@@ -224,7 +232,7 @@ async def test_labelled_records_need_the_matching_consent(
 async def test_part2_without_behavioural_consent_keeps_the_psychiatric_stay(
     client: AsyncTestClient[Any], net: Net, settings: Settings
 ) -> None:
-    ids = await _person_with_feed(client, net, settings)
+    ids = await person_with_feed(client, net, settings)
     await _consent(client, net, ids["a"], ["substance_use_disorder"])
     view = await _view(client, net, "doc.b", ids["b"])
     shared = _from_a(view)
@@ -236,7 +244,7 @@ async def test_part2_without_behavioural_consent_keeps_the_psychiatric_stay(
 async def test_break_the_glass_opens_the_unlabelled_records_only_and_is_audited(
     client: AsyncTestClient[Any], net: Net, settings: Settings
 ) -> None:
-    ids = await _person_with_feed(client, net, settings)
+    ids = await person_with_feed(client, net, settings)
     opened = await client.post(
         f"/api/v1/patients/{ids['b']}/break-glass",
         json={"reason": "unconscious in the ED, need recent stays"},
@@ -266,7 +274,7 @@ async def test_break_the_glass_opens_the_unlabelled_records_only_and_is_audited(
 async def test_another_tenants_clinical_records_answer_404_like_missing_ones(
     client: AsyncTestClient[Any], net: Net, settings: Settings
 ) -> None:
-    ids = await _person_with_feed(client, net, settings)
+    ids = await person_with_feed(client, net, settings)
     doc_a, doc_b = await net.headers(client, "doc.a"), await net.headers(client, "doc.b")
     for listing in ("encounters", "conditions", "results"):
         # Hospital A's own staff read every record, labelled or not: in a tenant, roles decide.
