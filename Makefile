@@ -8,11 +8,16 @@ TEST_WORKERS ?= auto
 
 .PHONY: install run test lint check bench clean
 
-$(STAMP): pyproject.toml
+# The example external plugin goes in too, through its own entry point: the suite enables it for a tenant and uses
+# it as any vendor's plugin (its dependencies are carehub's, hence --no-deps).
+EXAMPLE_PLUGIN := docs/examples/carehub-example-plugin
+
+$(STAMP): pyproject.toml $(EXAMPLE_PLUGIN)/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "carehub needs Python 3.11 or newer (try: make PYTHON=python3.11 ...)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps -e $(EXAMPLE_PLUGIN)
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -26,6 +26,7 @@ from api.controllers.auth import AuthController
 from api.controllers.careplans import CarePlanController
 from api.controllers.careteams import CareTeamController
 from api.controllers.consent import ConsentController, PortalConsentController
+from api.controllers.directory import DirectoryController
 from api.controllers.fhir import FhirController
 from api.controllers.health import healthz, metrics_endpoint, readyz
 from api.controllers.jobs import JobController
@@ -131,6 +132,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             NetworkPluginController,
             PluginController,
             InboundMessageController,
+            DirectoryController,
             InvitationController,
             UserController,
             PatientController,

@@ -91,6 +91,11 @@ DEFAULT_POLICIES: tuple[tuple[str, str, str, str], ...] = (
     ("tenant_admin", "*", "plugins", "*"),
     ("network_admin", "network", "plugins", "*"),
     *((role, "*", "conditions", "read") for role in ("tenant_admin", "care_manager", "clinician", "chw")),
+    # The community resource directory (migration 0008): every staff role that coordinates care searches it.
+    *(
+        (role, "*", "directory", "read")
+        for role in ("tenant_admin", "care_manager", "clinician", "chw", "partner_staff")
+    ),
 )
 
 

@@ -102,13 +102,13 @@ async def list_plugins(session: AsyncSession, principal: Principal) -> list[Plug
     policies = await _policies(session, principal)
     rows = {row.plugin: row for row in await session.scalars(select(PluginEnablement))}
     return [
-        to_out(plugin, _allowed(policies, plugin.name), rows.get(plugin.name))
+        to_out(plugin, is_allowed(policies, plugin.name), rows.get(plugin.name))
         for plugin in sorted(registry().installed.values(), key=lambda p: p.name)
         if plugin.manifest.per_tenant
     ]
 
 
-def _allowed(policies: dict[str, PluginPolicy], name: str) -> bool:
+def is_allowed(policies: dict[str, PluginPolicy], name: str) -> bool:
     policy = policies.get(name)
     return policy is None or policy.allowed
 
@@ -118,7 +118,7 @@ async def read_plugin(session: AsyncSession, principal: Principal, name: str) ->
     plugin = _installed(name)
     policies = await _policies(session, principal)
     row = await session.scalar(select(PluginEnablement).where(PluginEnablement.plugin == name))
-    return to_out(plugin, _allowed(policies, name), row)
+    return to_out(plugin, is_allowed(policies, name), row)
 
 
 def _problems(plugin: Installed, config: dict[str, Any]) -> list[tuple[str, str]]:
@@ -132,7 +132,7 @@ async def enable(
     principal.require("plugins", "write")
     plugin = _installed(name)
     policies = await _policies(session, principal)
-    if data.enabled and not _allowed(policies, name):
+    if data.enabled and not is_allowed(policies, name):
         raise Conflict(f"the network administrators do not allow {name}", field="enabled")
     row = await session.scalar(select(PluginEnablement).where(PluginEnablement.plugin == name))
     sensitive = set(plugin.manifest.sensitive_keys)
@@ -202,7 +202,7 @@ async def disable(session: AsyncSession, principal: Principal, name: str) -> Plu
         detail={"plugin": name},
     )
     policies = await _policies(session, principal)
-    return to_out(plugin, _allowed(policies, name), row)
+    return to_out(plugin, is_allowed(policies, name), row)
 
 
 # The network admin ------------------------------------------------------------------------------------------

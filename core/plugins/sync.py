@@ -19,11 +19,11 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core import audit
 from core.db import utcnow
 from core.plugins import invoke
-from core.plugins.effects import Applier, EffectRejected, actor_for
+from core.plugins.effects import Applier, EffectRejected
 from core.plugins.models import PluginEnablement
+from core.plugins.outcomes import failed
 from core.plugins.registry import Installed, registry
 from core.plugins.service import config_of, policies_in
 from core.settings import Settings, get_settings
@@ -47,19 +47,6 @@ def configure(settings: Settings) -> None:
     """Use these settings (the secret keys, the plugin time limit, allowed networks) in this process's syncs."""
     global _settings
     _settings = settings
-
-
-def failed(session: AsyncSession, row: PluginEnablement, settings: Settings, hook: str, error: str) -> None:
-    invoke.record_failure(row, settings, error)
-    audit.record(
-        session,
-        actor_for(row.plugin),
-        action="plugin.failure",
-        resource_type="Plugin",
-        resource_id=row.plugin,
-        outcome="failure",
-        detail={"plugin": row.plugin, "hook": hook, "error": error[:500], "failures": row.failures},
-    )
 
 
 async def sync_tenant(session: AsyncSession, event: Event) -> None:

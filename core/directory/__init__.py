@@ -1,0 +1,1 @@
+"""Community services for care coordinators: one search across the resource directories a tenant uses."""
