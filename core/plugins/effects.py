@@ -30,7 +30,8 @@ from core.tasks.automatic import add_task
 from core.tasks.models import Task
 from plugin_sdk import effects as fx
 from plugin_sdk.manifest import Manifest
-from plugin_sdk.payloads import PatientRef
+from plugin_sdk.payloads import PatientRecord, PatientRef
+from tenants.isolation import append
 
 # A result's finer flag, as carehub's three interpretations.
 INTERPRETATION = {
@@ -78,6 +79,7 @@ class Applier:
         # What this batch has read or made: patients by identifier, feed records by (model, external id). A
         # message's effects name one patient many times, and each looked-up record once.
         self._patients: dict[tuple[str, str], Patient] = {}
+        self._ids: dict[tuple[str, str], uuid.UUID] = {}
         self._records: dict[tuple[type[Any], str], Any] = {}
 
     def _audit(
@@ -168,25 +170,29 @@ class Applier:
         return row
 
     async def _find(self, ref: PatientRef) -> Patient | None:
+        """The tenant's patient with one of ``ref``'s identifiers, as an ORM object (to change it)."""
         for identifier in ref.identifiers:
             known = self._patients.get((identifier.system, identifier.value))
             if known is not None:
                 return known
-        patient = await find_patient(self.session, ref)
+        patient = await find_patient(self.session, ref)  # a patient appended in this batch is written first
         if patient is not None:
-            self._remember(patient)
+            for held in patient.identifiers:
+                self._patients[(held.system, held.value)] = patient
+                self._ids[(held.system, held.value)] = patient.id
         return patient
 
-    def _remember(self, patient: Patient) -> None:
-        for identifier in patient.identifiers:
-            self._patients[(identifier.system, identifier.value)] = patient
-
-    async def _patient(self, ref: PatientRef) -> Patient:
+    async def _patient(self, ref: PatientRef) -> uuid.UUID:
+        """The id of the tenant's patient ``ref`` names (the records a feed adds refer to nothing else)."""
+        for identifier in ref.identifiers:
+            known = self._ids.get((identifier.system, identifier.value))
+            if known is not None:
+                return known
         patient = await self._find(ref)
         if patient is None:
             shown = ", ".join(f"{i.system}|{i.value}" for i in ref.identifiers[:3])
             raise LookupError(f"no patient of this tenant has the identifier {shown}")
-        return patient
+        return patient.id
 
     async def upsert_patient(self, effect: fx.UpsertPatient) -> None:
         record = effect.patient
@@ -194,7 +200,6 @@ class Applier:
             raise ValueError("a patient needs at least one identifier")
         if record.birth_date > utcnow().date():
             raise ValueError("birth_date is in the future")
-        patient = await self._find(PatientRef(identifiers=record.identifiers))
         fields = {
             "given_name": record.given_name[:100],
             "family_name": record.family_name[:100],
@@ -206,55 +211,87 @@ class Applier:
             "language": record.language,
             "active": record.active,
         }
-        if patient is not None and effect.keep_missing:
-            fields = {k: v for k, v in fields.items() if v is not None or k not in _CONTACT_FIELDS}
+        patient = await self._find(PatientRef(identifiers=record.identifiers))
         if patient is None:
+            await self._create_patient(record, fields)
+            return
+        if effect.keep_missing:
+            fields = {k: v for k, v in fields.items() if v is not None or k not in _CONTACT_FIELDS}
+        changed = [k for k, v in fields.items() if getattr(patient, k) != v]
+        for key in changed:
+            setattr(patient, key, fields[key])
+        have = {(i.system, i.value) for i in patient.identifiers}
+        for ident in (i for i in record.identifiers if (i.system, i.value) not in have):
+            owner = await find_patient(self.session, PatientRef(identifiers=(ident,)))
+            if owner is None:  # an identifier of another record stays there (a merge moves it)
+                patient.identifiers.append(PatientIdentifier(system=ident.system, value=ident.value))
+                self._patients[(ident.system, ident.value)] = patient
+                self._ids[(ident.system, ident.value)] = patient.id
+                changed.append("identifiers")
+        if not changed:
+            return
+        patient.updated_at = utcnow()
+        fields_changed = sorted(set(changed))
+        outbox.emit(
+            self.session,
+            "patient.updated",
+            {"patient_id": str(patient.id), "fields": fields_changed},
+            aggregate_id=patient.id,
+        )
+        await self.session.flush()
+        self._audit("patient.update", "Patient", patient.id, patient.id, fields=fields_changed)
+        await linking.sync_patient(self.session, patient, self.actor)
+
+    async def _create_patient(self, record: PatientRecord, fields: dict[str, Any]) -> None:
+        """A new patient, appended as rows (what the API's create does): written with the batch's other rows.
+
+        In a savepoint (a sync's page) rows become ORM objects, which the unit of work orders by relationships
+        only, and a link's person has none: there the patient is an ORM object and its link made by
+        :func:`linking.sync_patient`, which writes the person first.
+        """
+        if self.session.in_nested_transaction():
             patient = Patient(id=uuid.uuid4(), mrn=record.identifiers[0].value[:64], **fields)
             patient.identifiers = [PatientIdentifier(system=i.system, value=i.value) for i in record.identifiers]
             self.session.add(patient)
-            self._remember(patient)
-            action, changed = "patient.create", sorted(fields)
+            for held in patient.identifiers:
+                self._patients[(held.system, held.value)] = patient
+                self._ids[(held.system, held.value)] = patient.id
+            self._audit("patient.create", "Patient", patient.id, patient.id, fields=sorted(fields))
             outbox.emit(self.session, "patient.created", {"patient_id": str(patient.id)}, aggregate_id=patient.id)
-        else:
-            changed = [k for k, v in fields.items() if getattr(patient, k) != v]
-            for key in changed:
-                setattr(patient, key, fields[key])
-            have = {(i.system, i.value) for i in patient.identifiers}
-            new = [i for i in record.identifiers if (i.system, i.value) not in have]
-            for ident in new:
-                owner = await find_patient(self.session, PatientRef(identifiers=(ident,)))
-                if owner is None:  # an identifier of another record stays there (a merge moves it)
-                    patient.identifiers.append(PatientIdentifier(system=ident.system, value=ident.value))
-                    self._patients[(ident.system, ident.value)] = patient
-                    changed.append("identifiers")
-            action = "patient.update"
-            if changed:
-                patient.updated_at = utcnow()
-                outbox.emit(
-                    self.session,
-                    "patient.updated",
-                    {"patient_id": str(patient.id), "fields": sorted(set(changed))},
-                    aggregate_id=patient.id,
-                )
-        await self.session.flush()
-        if action == "patient.create" or changed:
-            audit.record(
-                self.session,
-                self.actor,
-                action=action,
-                resource_type="Patient",
-                resource_id=patient.id,
-                patient_id=patient.id,
-                detail={"plugin": self.manifest.name, "fields": sorted(set(changed))},
-            )
             await linking.sync_patient(self.session, patient, self.actor)
+            return
+        now = utcnow()
+        row: dict[str, Any] = {
+            "mrn": record.identifiers[0].value[:64],
+            **fields,
+            "deactivated_at": None,
+            "id": uuid.uuid4(),
+            "created_at": now,
+            "updated_at": now,
+        }
+        append(self.session, Patient, row)
+        pairs = [(i.system, i.value) for i in record.identifiers]
+        for system, value in pairs:
+            append(
+                self.session,
+                PatientIdentifier,
+                {"patient_id": row["id"], "system": system, "value": value, "id": uuid.uuid4()},
+            )
+            self._ids[(system, value)] = row["id"]
+        self._audit("patient.create", "Patient", row["id"], row["id"], fields=sorted(fields))
+        outbox.emit(self.session, "patient.created", {"patient_id": str(row["id"])}, aggregate_id=row["id"])
+        await linking.link_new(self.session, self.actor, row, pairs)
 
     async def merge_patient(self, effect: fx.MergePatient) -> None:
         self._patients.clear()  # identifiers move: look everyone up again after a merge
+        self._ids.clear()
         merged = await find_patient(self.session, effect.merged)
         if merged is None:
             return  # nothing of the merged record is here
-        surviving = await self._patient(effect.surviving)
+        surviving = await self._find(effect.surviving)
+        if surviving is None:
+            shown = ", ".join(f"{i.system}|{i.value}" for i in effect.surviving.identifiers[:3])
+            raise LookupError(f"no patient of this tenant has the identifier {shown}")
         if surviving.id == merged.id:
             return
         moved: dict[str, list[str]] = {}
@@ -290,79 +327,79 @@ class Applier:
 
     async def record_encounter(self, effect: fx.RecordEncounter) -> None:
         data = effect.encounter
-        patient = await self._patient(data.patient)
+        patient_id = await self._patient(data.patient)
         if data.discharged_at is not None and data.discharged_at < data.admitted_at:
             raise ValueError("discharged_at is before admitted_at")
         row = await self._record(Encounter, data.external_id)
         was_discharged = row is not None and row.discharged_at is not None
         if row is None:
             row = self._new_record(Encounter, data.external_id)
-        row.patient_id = patient.id
+        row.patient_id = patient_id
         row.kind, row.status, row.location = data.kind, data.status, data.location
         row.admitted_at, row.discharged_at, row.disposition = data.admitted_at, data.discharged_at, data.disposition
         row.diagnoses = [{"system": c.system, "code": c.code, "display": c.display} for c in data.diagnoses]
         row.data_category = data.data_category
-        self._audit("encounter.record", "Encounter", row.id, patient.id, status=row.status, kind=row.kind)
+        self._audit("encounter.record", "Encounter", row.id, patient_id, status=row.status, kind=row.kind)
         if row.discharged_at is not None and not was_discharged and row.status != "cancelled":
             outbox.emit(
                 self.session,
                 "encounter.discharged",
-                {"encounter_id": str(row.id), "patient_id": str(patient.id)},
-                aggregate_id=patient.id,
+                {"encounter_id": str(row.id), "patient_id": str(patient_id)},
+                aggregate_id=patient_id,
             )
 
     async def record_condition(self, effect: fx.RecordCondition) -> None:
         data = effect.condition
-        patient = await self._patient(data.patient)
+        patient_id = await self._patient(data.patient)
         row = await self._record(Condition, data.external_id) or self._new_record(Condition, data.external_id)
-        row.patient_id = patient.id
+        row.patient_id = patient_id
         row.code_system, row.code, row.display = data.code.system, data.code.code, data.code.display
         row.clinical_status, row.onset_at, row.abated_at = data.clinical_status, data.onset, data.abatement
         row.data_category = data.data_category
-        self._audit("condition.record", "Condition", row.id, patient.id)
+        self._audit("condition.record", "Condition", row.id, patient_id)
 
     async def add_observation(self, effect: fx.AddObservation) -> None:
         data = effect.observation
-        patient = await self._patient(data.patient)
+        patient_id = await self._patient(data.patient)
         if data.effective_at > utcnow() + FUTURE_SLACK:
             raise ValueError("effective_at is in the future")
         row = await self._record(LabResult, data.external_id)
         was_critical = row is not None and row.interpretation == "critical" and row.status != "cancelled"
         if row is None:
             row = self._new_record(LabResult, data.external_id)
-        row.patient_id = patient.id
+        row.patient_id = patient_id
         row.code, row.display = data.code.code[:32], (data.code.display or data.code.code)[:200]
         row.value, row.unit, row.reference_range = data.value[:100], data.unit, data.reference_range
         row.interpretation, row.flag = INTERPRETATION[data.interpretation], data.interpretation
         row.status, row.category, row.effective_at = data.status, data.category, data.effective_at
         row.data_category = data.data_category
-        self._audit("result.record", "Observation", row.id, patient.id, interpretation=row.interpretation)
+        self._audit("result.record", "Observation", row.id, patient_id, interpretation=row.interpretation)
         payload = {
             "result_id": str(row.id),
-            "patient_id": str(patient.id),
+            "patient_id": str(patient_id),
             "code": row.code,
             "interpretation": row.interpretation,
             "status": row.status,
         }
         if row.interpretation == "critical" and row.status != "cancelled" and not was_critical:
-            outbox.emit(self.session, "lab_result.critical_received", payload, aggregate_id=patient.id)
+            outbox.emit(self.session, "lab_result.critical_received", payload, aggregate_id=patient_id)
 
     async def create_task(self, effect: fx.CreateTask) -> None:
-        patient = await self._patient(effect.patient)
+        patient_id = await self._patient(effect.patient)
         # The task remembers which effect made it, so a repeated effect makes it once.
         digest = hashlib.sha256(f"{self.manifest.name}\0{effect.dedupe_key}".encode()).hexdigest()[:40]
         key = f"plugin:{digest}"
         if await self.session.scalar(select(Task.id).where(Task.template_code == key)) is not None:
             return
         # Owned like the rules' tasks: the patient's care team lead, else a care manager, else an admin.
-        owner = await lead_of(self.session, patient.id) or next(
+        owner = await lead_of(self.session, patient_id) or next(
             iter(await staff.holding(self.session, "care_manager", "tenant_admin")), None
         )
         if owner is None:
             raise LookupError("the tenant has no care manager or administrator to own the task")
         task = Task(
             id=uuid.uuid4(),
-            patient_id=patient.id,
+            patient_id=patient_id,
             title=effect.title[:200],
             description=effect.description,
             priority=effect.priority,

@@ -86,10 +86,14 @@ async def interpret(
     settings: Settings,
     record: InboundMessageRecord,
     message: InboundMessage,
+    *,
+    isolate: bool = True,
 ) -> tuple[str, str | None]:
     """Have ``plugin`` read ``message`` and apply its effects in a savepoint, filling in ``record``: the outcome
     for the reply (``accepted`` or ``error``) and the error. A new ``record`` is added by the caller afterwards
-    (one INSERT with its outcome), unless it is a ``repeat``."""
+    (one INSERT with its outcome), unless it is a ``repeat``. With ``isolate`` False the effects are applied
+    without a savepoint, and refused ones raise :class:`EffectRejected` (``record`` filled in) for the caller to
+    roll back and store the record on its own."""
     try:
         result: InboundResult | None = await invoke.call(
             plugin, "carehub_inbound_message", tenant=tenant, config=config, settings=settings, message=message
@@ -118,10 +122,15 @@ async def interpret(
             record.status, record.error = "repeat", None  # a repeat off the wire is answered, not stored again
             return "accepted", None
     try:
-        async with session.begin_nested():
+        if isolate:
+            async with session.begin_nested():
+                applied = await Applier(session, plugin.manifest).apply_all(result.effects)
+        else:
             applied = await Applier(session, plugin.manifest).apply_all(result.effects)
     except EffectRejected as exc:
         record.status, record.error, record.error_location = "error", str(exc), None
+        if not isolate:
+            raise
         return "error", record.error
     record.status, record.effects, record.applied_at, record.error = "accepted", applied, utcnow(), None
     record.applied_control_id = result.control_id
@@ -161,23 +170,31 @@ class Feed:
         return row, config_of(self.settings.plugin_secret_keys, row)
 
     async def _store(self, message: InboundMessage) -> tuple[str, str | None, dict[str, object]]:
-        async with self.db() as session, session.begin():
-            row, config = await self._config(session)
-            record = InboundMessageRecord(
-                id=uuid.UUID(message.id),
-                plugin=self.plugin.name,
-                content_type=message.content_type,
-                text=message.text,
-                peer=message.peer,
-                received_at=message.received_at,
-                status="error",
-            )
-            outcome, error = await interpret(
-                session, self.plugin, row, config, self.tenant, self.settings, record, message
-            )
-            if record.status != "repeat":
+        record = InboundMessageRecord(
+            id=uuid.UUID(message.id),
+            plugin=self.plugin.name,
+            content_type=message.content_type,
+            text=message.text,
+            peer=message.peer,
+            received_at=message.received_at,
+            status="error",
+        )
+        config: dict[str, object] = {}
+        # No savepoint around the effects (it cost three statements a message): a refused batch rolls the whole
+        # transaction back, and the message is then kept, in error, in one of its own.
+        try:
+            async with self.db() as session, session.begin():
+                row, config = await self._config(session)
+                outcome, error = await interpret(
+                    session, self.plugin, row, config, self.tenant, self.settings, record, message, isolate=False
+                )
+                if record.status != "repeat":
+                    session.add(record)
+                return outcome, error, config
+        except EffectRejected:
+            async with self.db() as session, session.begin():
                 session.add(record)
-            return outcome, error, config
+            return "error", record.error, config
 
     async def _reply(self, message: InboundMessage, outcome: str, error: str | None, config: dict[str, object]) -> str:
         try:
