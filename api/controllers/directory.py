@@ -45,7 +45,7 @@ class DirectoryController(Controller):
             str | None, QueryParameter(pattern=r"^[A-Za-z0-9][A-Za-z0-9 -]{1,15}$", description="near this place")
         ] = None,
         radius_km: Annotated[
-            float | None, QueryParameter(gt=0, le=500, description="how far from postal_code, in km")
+            float | None, QueryParameter(ge=0.1, le=500, description="how far from postal_code, in km")
         ] = None,
         language: Annotated[
             str | None,
