@@ -14,11 +14,14 @@ Parsing only, no network: both hooks are synchronous and never raise; a message 
 
 from __future__ import annotations
 
+import json
+from collections import OrderedDict
+
 from plugin_sdk import InboundResult, Manifest, PluginContext, hookimpl
 from plugin_sdk.payloads import InboundMessage
 from plugins.ehr_hl7v2 import ack
 from plugins.ehr_hl7v2.config import CONFIG_SCHEMA, Settings
-from plugins.ehr_hl7v2.interpret import interpret
+from plugins.ehr_hl7v2.interpret import Interpretation, interpret
 
 __all__ = ["CONTENT_TYPE", "MANIFEST", "carehub_inbound_message", "carehub_inbound_reply"]
 
@@ -44,12 +47,28 @@ def _mine(message: InboundMessage) -> bool:
     return message.content_type.split(";", 1)[0].strip().lower() == CONTENT_TYPE
 
 
+# The latest readings, by receipt: the reply to a message comes right after its reading, and needs the header and
+# the error again (reading a result message costs about as much as storing it).
+_READINGS: OrderedDict[tuple[str, str, str], Interpretation] = OrderedDict()
+_KEEP = 64
+
+
+def _reading(context: PluginContext, message: InboundMessage) -> Interpretation:
+    key = (message.id, message.text, json.dumps(context.config, sort_keys=True, default=str))
+    found = _READINGS.get(key)
+    if found is None:
+        found = _READINGS[key] = interpret(message.text, context.config, context.log)
+        while len(_READINGS) > _KEEP:
+            _READINGS.popitem(last=False)
+    return found
+
+
 @hookimpl
 def carehub_inbound_message(context: PluginContext, message: InboundMessage) -> InboundResult | None:
     """What an HL7 v2 message means; None for any other content type."""
     if not _mine(message):
         return None
-    return interpret(message.text, context.config, context.log).result
+    return _reading(context, message).result
 
 
 @hookimpl
@@ -58,14 +77,14 @@ def carehub_inbound_reply(
 ) -> str | None:
     """The ACK for an HL7 v2 message; None for any other content type.
 
-    The hook is told the outcome and the error's text, not its code or place, so the message is read again
-    (a fraction of a millisecond) for the ERR segment's code and location, and for whether an error is a
-    rejection (AR) rather than AE.
+    The hook is told the outcome and the error's text, not its code or place: the message's reading (kept from
+    :func:`carehub_inbound_message` for the same receipt, text and configuration, else read again) gives the ERR
+    segment's code and location, and whether an error is a rejection (AR) rather than AE.
     """
     if not _mine(message):
         return None
     try:
-        reading = interpret(message.text, context.config, context.log)
+        reading = _reading(context, message)
         return ack.build(
             reading.header,
             reading.result.error,
