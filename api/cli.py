@@ -400,12 +400,16 @@ def cmd_mllp(settings: Settings, args: argparse.Namespace) -> int:
                     tenant = await session.scalar(select(Tenant).where(Tenant.slug == args.tenant))
             if tenant is None or tenant.status != "active":
                 return _fail(f"--tenant: no active tenant {args.tenant}", 2)
-            feed = mllp.Feed(make_sessionmaker(engine), settings, tenant_info(tenant), plugin)
+            feed = mllp.Feed(make_sessionmaker(engine), settings, tenant_info(tenant), plugin, ack=args.ack)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            print(f"carehub mllp: {args.tenant} on {args.host}:{args.port} through {plugin.name}", flush=True)
+            print(
+                f"carehub mllp: {args.tenant} on {args.host}:{args.port} through {plugin.name}, "
+                f"acknowledging once {args.ack}",
+                flush=True,
+            )
             await mllp.serve(feed, args.host, args.port, stop)
             return 0
         finally:
@@ -469,6 +473,12 @@ def build_parser() -> argparse.ArgumentParser:
     listener.add_argument("--port", type=int, required=True)
     listener.add_argument("--host", default="0.0.0.0", help="address to listen on (default: all)")  # noqa: S104
     listener.add_argument("--plugin", default="ehr_hl7v2", help="the plugin that reads the messages")
+    listener.add_argument(
+        "--ack",
+        choices=("applied", "stored"),  # core.plugins.feed.ACK_MODES (not imported for the parser: it is slow)
+        default="applied",
+        help="answer AA once a message is applied (default) or once it is stored, applying it right after in batches",
+    )
     listener.set_defaults(func=cmd_mllp)
     new = sub.add_parser("plugin", help="plugin development").add_subparsers(dest="plugin_command", required=True)
     scaffold = new.add_parser("new", help="create a new plugin distribution (manifest, a hook, tests)")

@@ -168,8 +168,9 @@ class HookSpecs:
         Called (synchronously: parsing only, no network) by the process that received the message, per message,
         for the plugins enabled for the listener's tenant; the first that returns a result handles it (return
         None for a content type that is not yours). The host stores the raw message and applies your effects in
-        one transaction before it answers the sender; a message with ``error`` is kept for an admin to review and
-        replay. A ``control_id`` seen before is not applied twice.
+        one transaction before it answers the sender (or, on a listener the operator runs with ``--ack stored``,
+        stores it, answers, and applies the effects right after, in arrival order); a message with ``error`` is
+        kept for an admin to review and replay. A ``control_id`` seen before is not applied twice.
 
         .. versionadded:: 1.0
         """

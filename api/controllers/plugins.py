@@ -83,7 +83,7 @@ class InboundMessageController(Controller):
         self,
         session: Db,
         principal: Caller,
-        status: FromQuery[Literal["accepted", "error", "replayed", "repeat"] | None] = None,
+        status: FromQuery[Literal["received", "accepted", "error", "replayed", "repeat"] | None] = None,
         limit: Limit = 50,
         offset: Offset = 0,
     ) -> list[InboundOut]:

@@ -69,7 +69,7 @@ async def list_messages(
 
 async def replay(session: AsyncSession, principal: Principal, message_id: uuid.UUID, settings: Settings) -> InboundOut:
     """Read a message in error again with the plugin as it is now configured; applied once, as on arrival."""
-    from core.plugins.mllp import interpret  # the listener's own path, so a replay does what arrival does
+    from core.plugins.feed import interpret  # the listener's own path, so a replay does what arrival does
 
     principal.require("plugins", "write")
     record = await session.scalar(select(InboundMessageRecord).where(InboundMessageRecord.id == message_id))

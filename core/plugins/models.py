@@ -70,7 +70,9 @@ class InboundMessageRecord(IdMixin, TenantOwned, Base):
     peer: Mapped[str | None] = mapped_column(String(100))
     control_id: Mapped[str | None] = mapped_column(String(200))
     applied_control_id: Mapped[str | None] = mapped_column(String(200))
-    # accepted (applied), error (kept for review), replayed (an error an admin replayed successfully)
+    # received (stored, to be applied: a listener acknowledging once stored), accepted (applied), error (kept for
+    # review), replayed (an error an admin replayed successfully), repeat (a received one whose control id was
+    # applied meanwhile from another message)
     status: Mapped[str] = mapped_column(String(16))
     summary: Mapped[str | None] = mapped_column(String(300))
     error: Mapped[str | None] = mapped_column(Text)

@@ -1,7 +1,7 @@
 """The bundled HL7 v2 plugin behind the real MLLP listener, over a TCP socket: every message of the corpus
 (in 7-byte pieces, so frames split across reads) is answered with the ACK code the corpus expects once stored,
 what was accepted is in the tenant's record, what was not is kept with its raw text, and the whole corpus sent a
-second time changes nothing (each control id applied once)."""
+second time changes nothing (each control id applied once); in both acknowledgement modes."""
 
 from __future__ import annotations
 
@@ -38,18 +38,20 @@ def _port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-async def feed(settings: Settings, world: World) -> AsyncIterator[tuple[int, Any]]:
+@pytest.fixture(params=["applied", "stored"])
+async def feed(settings: Settings, world: World, request: pytest.FixtureRequest) -> AsyncIterator[tuple[int, Any, Any]]:
     engine = make_engine(settings.database_url)
     db = make_sessionmaker(engine)
     plugin = registry().get("ehr_hl7v2")
     assert plugin is not None, "ehr_hl7v2 is bundled"
     tenant = TenantInfo(id=str(world.tenant_a), slug="hospital-a", name="Hospital A", kind="hospital")
     port, stop = _port(), asyncio.Event()
-    task = asyncio.create_task(mllp.serve(mllp.Feed(db, settings, tenant, plugin), "127.0.0.1", port, stop))
+    listener = mllp.Feed(db, settings, tenant, plugin, ack=request.param)
+    task = asyncio.create_task(mllp.serve(listener, "127.0.0.1", port, stop))
     await asyncio.sleep(0.1)
 
     async def configure(config: dict[str, Any]) -> None:
+        await listener.drain()  # with --ack stored: what was acknowledged is applied with the config it came in
         with tenant_context(world.tenant_a):
             async with db() as session, session.begin():
                 row = await session.scalar(select(PluginEnablement).where(PluginEnablement.plugin == "ehr_hl7v2"))
@@ -58,7 +60,7 @@ async def feed(settings: Settings, world: World) -> AsyncIterator[tuple[int, Any
                 else:
                     row.config = config
 
-    yield port, configure
+    yield port, configure, listener.drain
     stop.set()
     await asyncio.wait_for(task, 5)
     await engine.dispose()
@@ -92,8 +94,8 @@ async def _count(settings: Settings, world: World, query: Any) -> int:
         await engine.dispose()
 
 
-async def test_the_corpus_over_a_socket(settings: Settings, world: World, feed: tuple[int, Any]) -> None:
-    port, configure = feed
+async def test_the_corpus_over_a_socket(settings: Settings, world: World, feed: tuple[int, Any, Any]) -> None:
+    port, configure, settle = feed  # settle: wait until what was acknowledged is applied (--ack stored)
     by_config: dict[str, list[str]] = {}
     for name, expected in sorted(EXPECTED["messages"].items()):
         by_config.setdefault(expected["config"], []).append(name)
@@ -101,6 +103,7 @@ async def test_the_corpus_over_a_socket(settings: Settings, world: World, feed: 
         await configure(EXPECTED["configs"][config])
         codes = await _send_all(port, names)
         assert dict(zip(names, codes, strict=True)) == {n: EXPECTED["messages"][n]["ack"] for n in names}
+    await settle()
     stored = select(func.count()).select_from(InboundMessageRecord)
     accepted = await _count(settings, world, stored.where(InboundMessageRecord.status == "accepted"))
     kept = await _count(settings, world, stored.where(InboundMessageRecord.status == "error"))
@@ -119,6 +122,7 @@ async def test_the_corpus_over_a_socket(settings: Settings, world: World, feed: 
     for config, names in by_config.items():
         await configure(EXPECTED["configs"][config])
         await _send_all(port, [n for n in names if EXPECTED["messages"][n]["ack"] == "AA"])
+    await settle()
     assert await _count(settings, world, select(func.count()).select_from(Encounter)) == encounters
     assert await _count(settings, world, select(func.count()).select_from(LabResult)) == results
     assert await _count(settings, world, select(func.count()).select_from(OutboxEvent)) == events_before

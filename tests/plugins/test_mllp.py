@@ -212,3 +212,99 @@ async def test_a_result_before_its_patient_is_kept_and_replayed_by_an_admin(
     other = await login(client, "admin.b@test.example", "hospital-b")
     assert (await client.post(f"/api/v1/inbound-messages/{kept['id']}/replay", headers=other)).status_code == 404
     assert (await client.get("/api/v1/inbound-messages", headers=other)).json() == []
+
+
+def _feed(settings: Settings, db: Any, world: World, plugin: Any, ack: str) -> mllp.Feed:
+    tenant = TenantInfo(id=str(world.tenant_a), slug="hospital-a", name="Hospital A", kind="hospital")
+    return mllp.Feed(db, settings, tenant, plugin, ack=ack)  # type: ignore[arg-type]
+
+
+async def test_acknowledged_once_stored_then_applied_in_order(
+    settings: Settings, world: World, pipe_feed: Any, client: Any
+) -> None:
+    """With --ack stored the sender has its AA once the message is stored; the listener applies the stored
+    messages in arrival order (a result after its patient's registration finds the patient), keeps the one whose
+    effects it refuses for review without a NAK, and applies everything acknowledged before it stops."""
+    from tests.conftest import login
+
+    engine = make_engine(settings.database_url)
+    db = make_sessionmaker(engine)
+    with tenant_context(world.tenant_a):
+        async with db() as session, session.begin():
+            session.add(PluginEnablement(plugin="pipe_feed", enabled=True, config={}))
+    port, stop = _port(), asyncio.Event()
+    task = asyncio.create_task(mllp.serve(_feed(settings, db, world, pipe_feed, "stored"), "127.0.0.1", port, stop))
+    await asyncio.sleep(0.1)
+    messages = [
+        "CTRL=S-1\rPAT=T-90^Ari^Stored^1971-01-01",
+        "CTRL=S-2\rREF=T-90\rOBX=2823-3^6.9^critical_high",  # needs S-1 applied first
+        "CTRL=S-3\rREF=T-404\rOBX=718-7^7.1^low",  # no such patient: refused after its AA
+        "CTRL=S-1\rPAT=T-90^Ari^Stored^1971-01-01",  # a repeat
+        "CTRL=S-4\rWHO=nobody",  # unreadable: still NAKed at once
+    ]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"".join(mllp.frame(m) for m in messages))
+    replies = await _replies(reader, len(messages))
+    assert replies == [
+        "ACK|accepted|S-1|",
+        "ACK|accepted|S-2|",
+        "ACK|accepted|S-3|",
+        "ACK|accepted|S-1|",
+        "ACK|error|S-4|no PAT line",
+    ]
+    writer.close()
+    stop.set()
+    await asyncio.wait_for(task, 10)  # drains: every AA'd message applied or kept before it returns
+    await engine.dispose()
+    tenant = world.tenant_a
+    assert await _count(settings, tenant, select(func.count()).select_from(Patient)) == 1
+    critical = select(func.count()).select_from(LabResult).where(LabResult.interpretation == "critical")
+    assert await _count(settings, tenant, critical) == 1
+    statuses = select(func.count()).select_from(InboundMessageRecord)
+    assert await _count(settings, tenant, statuses.where(InboundMessageRecord.status == "accepted")) == 2
+    assert await _count(settings, tenant, statuses.where(InboundMessageRecord.status == "received")) == 0
+    admin = await login(client, "admin.a@test.example", "hospital-a")
+    listed = await client.get("/api/v1/inbound-messages?status=error", headers=admin)
+    kept = {m["control_id"]: m for m in listed.json()}
+    assert set(kept) == {"S-3", "S-4"} and "T-404" in kept["S-3"]["error"]
+
+
+async def test_messages_stored_by_a_stopped_listener_are_applied_by_the_next(
+    settings: Settings, world: World, pipe_feed: Any
+) -> None:
+    """A listener killed after its AAs and before applying them: the messages are stored, received; the next
+    listener of the tenant (in either mode) reads them again and applies them, in order, before it listens."""
+    engine = make_engine(settings.database_url)
+    db = make_sessionmaker(engine)
+    with tenant_context(world.tenant_a):
+        async with db() as session, session.begin():
+            session.add(PluginEnablement(plugin="pipe_feed", enabled=True, config={}))
+    killed = _feed(settings, db, world, pipe_feed, "stored")  # its applier never runs
+    first = await killed.receive("CTRL=K-1\rPAT=T-91^Kim^Killed^1972-02-02", None)
+    second = await killed.receive("CTRL=K-2\rREF=T-91\rOBX=718-7^7.1^low", None)
+    assert (first, second) == ("ACK|accepted|K-1|", "ACK|accepted|K-2|")
+    waiting = select(func.count()).select_from(InboundMessageRecord).where(InboundMessageRecord.status == "received")
+    assert await _count(settings, world.tenant_a, waiting) == 2
+    assert await _count(settings, world.tenant_a, select(func.count()).select_from(Patient)) == 0
+    resent = await killed.receive("CTRL=K-1\rPAT=T-91^Kim^Killed^1972-02-02", None)
+    assert resent == "ACK|accepted|K-1|"  # a received control id is a repeat too
+
+    port, stop = _port(), asyncio.Event()
+    task = asyncio.create_task(mllp.serve(_feed(settings, db, world, pipe_feed, "applied"), "127.0.0.1", port, stop))
+    await asyncio.sleep(0.3)
+    stop.set()
+    await asyncio.wait_for(task, 10)
+    await engine.dispose()
+    assert await _count(settings, world.tenant_a, waiting) == 0
+    assert await _count(settings, world.tenant_a, select(func.count()).select_from(Patient)) == 1
+    assert await _count(settings, world.tenant_a, select(func.count()).select_from(LabResult)) == 1
+
+
+def test_the_listener_command_offers_each_acknowledgement_mode() -> None:
+    from api.cli import build_parser
+    from core.plugins.feed import ACK_MODES
+
+    args = build_parser().parse_args(["mllp", "--tenant", "t", "--port", "2575"])
+    assert args.ack == "applied"
+    for mode in ACK_MODES:
+        assert build_parser().parse_args(["mllp", "--tenant", "t", "--port", "1", "--ack", mode]).ack == mode
