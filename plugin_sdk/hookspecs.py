@@ -140,9 +140,12 @@ class HookSpecs:
         """Send a care plan to the EHR (create, or update the one pushed before: use ``care_plan.id`` as your
         identifier there).
 
-        Called in a worker after a care plan of the tenant is created or changed (the ``careplan.changed``
-        event), for each plugin that implements it and whose manifest declares ``care_plan``. Return where it now
-        lives; raise to have the job retried with backoff.
+        Called in a worker after a care plan of the tenant is created or changed (the ``care_plan.created`` and
+        ``care_plan.updated`` events), for each plugin the tenant enabled that implements it and whose manifest
+        declares ``care_plan`` (and, for a plan labelled ``behavioral_health``, ``substance_use_disorder`` or
+        ``social_needs``, that label too), with the plan as it stands then. Return where it now lives (the host
+        shows it to the tenant's admins); raise to have the job retried with backoff. A retry calls only the
+        plugins that have not taken the plan as it stands, so another plugin's failure never sends it to you twice.
 
         .. versionadded:: 1.0
         """
@@ -150,8 +153,9 @@ class HookSpecs:
 
     @hookspec
     async def carehub_ehr_push_task(self, context: PluginContext, task: TaskPayload) -> PushResult:
-        """Send a task to the EHR. Called in a worker after a task of the tenant is created or changes status
-        (``task.changed``), for plugins declaring ``tasks_appointments``; as :func:`carehub_ehr_push_care_plan`.
+        """Send a task to the EHR. Called in a worker after a task of the tenant is created, changes status, or
+        changes its title, description, priority or due time (not when it is reassigned or escalated: that is
+        carehub's own routing), for plugins declaring ``tasks_appointments``; as :func:`carehub_ehr_push_care_plan`.
 
         .. versionadded:: 1.0
         """

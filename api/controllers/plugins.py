@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from typing import Annotated, Literal
 
@@ -12,9 +13,10 @@ from sqlalchemy import select
 from api.deps import Caller, Config, Db, Limit, Offset
 from core.errors import Conflict, InvalidInput
 from core.plugins import inbound, invoke, service
+from core.plugins import status as plugin_status
 from core.plugins.inbound import InboundOut
 from core.plugins.registry import registry
-from core.plugins.schemas import EnablementIn, PluginOut, PolicyIn, PolicyOut
+from core.plugins.schemas import EnablementIn, HealthOut, PluginOut, PolicyIn, PolicyOut, PushOut
 from tenants.models import Tenant
 
 PluginName = Annotated[str, Parameter(pattern=r"^[a-z][a-z0-9_]{1,39}$", description="the plugin's name")]
@@ -55,6 +57,30 @@ class PluginController(Controller):
                     raise InvalidInput(f"{name} refused the configuration: {exc.reason}", field="config") from exc
                 raise Conflict(f"{name} could not start with this configuration: {exc.reason}", field="config") from exc
         return out
+
+    @post(
+        "/{name:str}/health",
+        status_code=200,
+        summary="Ask the plugin whether it can work for this tenant now (always an answer, healthy or not)",
+        description="404 when the plugin is not enabled for this tenant; 409 when it implements no health check.",
+    )
+    async def health(self, session: Db, principal: Caller, settings: Config, name: PluginName) -> HealthOut:
+        return await plugin_status.check_health(session, principal, name, settings)
+
+    @get("/{name:str}/pushes", summary="The care plans and tasks sent to the plugin, most recently tried first")
+    async def pushes(
+        self,
+        session: Db,
+        principal: Caller,
+        name: PluginName,
+        status: FromQuery[Literal["sent", "failed"] | None] = None,
+        resource_id: FromQuery[uuid.UUID | None] = None,
+        limit: Limit = 50,
+        offset: Offset = 0,
+    ) -> builtins.list[PushOut]:  # list: this class's own method
+        return await plugin_status.list_pushes(
+            session, principal, name, status=status, resource_id=resource_id, limit=limit, offset=offset
+        )
 
     @delete("/{name:str}", status_code=200, summary="Disable a plugin for this tenant (its configuration is kept)")
     async def disable(self, session: Db, principal: Caller, name: PluginName) -> PluginOut:

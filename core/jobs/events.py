@@ -23,6 +23,17 @@ class Event:
 Handler = Callable[["AsyncSession", Event], Awaitable[None]]
 
 
+class PartlyDone(Exception):
+    """A handler's failure after part of its work took effect outside carehub (an EHR accepted a push, another did
+    not). The attempt rolls back as for any failure; then :attr:`keep` runs in the transaction that counts the
+    failure on the job's delivery, so that what was done (and what failed) is kept for the retry and for the
+    tenant's admins."""
+
+    def __init__(self, message: str, keep: Callable[[AsyncSession], Awaitable[None]]) -> None:
+        super().__init__(message)
+        self.keep = keep
+
+
 @dataclass(frozen=True)
 class Subscription:
     """``handler`` runs for every event of ``topic``; ``name`` is stable (it keys the handler's receipts)."""

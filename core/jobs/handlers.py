@@ -15,9 +15,11 @@ from core.encounters import rules as encounters
 from core.jobs import housekeeping
 from core.jobs.events import Event, Handler, Subscription
 from core.notify import delivery
+from core.plugins import push as plugin_push
 from core.plugins import sync as plugin_sync
 from core.results import rules as results
 from core.tasks import rules as tasks
+from core.tasks.models import TASK_STATUSES
 
 __all__ = ["HANDLERS", "SUBSCRIPTIONS", "Event", "Handler", "Subscription", "handler", "handlers_for", "on"]
 
@@ -34,6 +36,15 @@ SUBSCRIPTIONS: tuple[Subscription, ...] = (
     Subscription("schedule.deferred_notifications", "release-deferred-notifications", delivery.release_deferred),
     Subscription("schedule.prune_outbox", "prune-outbox", housekeeping.prune_outbox),
     Subscription("schedule.plugin_sync", "plugin-ehr-sync", plugin_sync.sync_tenant),
+    *(
+        Subscription(t, "ehr-push-care-plan", plugin_push.push_care_plan)
+        for t in ("care_plan.created", "care_plan.updated")
+    ),
+    # A task's creation, its changes an EHR shows and every status change; not its assignment or escalation.
+    *(
+        Subscription(topic, "ehr-push-task", plugin_push.push_task)
+        for topic in ("task.created", "task.updated", *(f"task.{status}" for status in TASK_STATUSES))
+    ),
 )
 
 # topic -> {handler name: handler}

@@ -40,6 +40,7 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from core import schema as _schema  # noqa: F401 - every table known to the ORM (foreign keys resolve)
 from core.db import make_engine, make_sessionmaker, utcnow
+from core.jobs.events import PartlyDone
 from core.jobs.handlers import HANDLERS, Event, handler
 from core.jobs.models import DeadLetter, JobDelivery, JobReceipt
 from core.outbox import OutboxEvent
@@ -399,6 +400,8 @@ class JobRuntime:
                 if delivery is None:
                     delivery = self._new_delivery(event, name, created_at, utcnow())
                     session.add(delivery)
+                if isinstance(exc, PartlyDone):
+                    await exc.keep(session)
                 delivery.attempts += 1
                 delivery.last_error = error
                 delivery.sent_at = None

@@ -19,7 +19,7 @@ from typing import Any
 from core.db import utcnow
 from core.plugins.models import PluginEnablement
 from core.plugins.registry import Installed
-from core.settings import Settings
+from core.settings import Settings, get_settings
 from plugin_sdk import PluginContext
 from plugin_sdk.outbound import OutboundPolicy, guarded_client
 from plugin_sdk.payloads import TenantInfo
@@ -27,6 +27,20 @@ from plugin_sdk.results import WrongResult, check_result
 from tenants.models import Tenant
 
 log = logging.getLogger(__name__)
+
+
+_settings: Settings | None = None
+
+
+def configure(settings: Settings) -> None:
+    """Use these settings (the secret keys, the plugin time limit, allowed networks) in this process's plugin jobs
+    (the sync, the pushes)."""
+    global _settings
+    _settings = settings
+
+
+def configured() -> Settings:
+    return _settings or get_settings()
 
 
 def tenant_info(tenant: Tenant) -> TenantInfo:

@@ -81,3 +81,28 @@ class InboundMessageRecord(IdMixin, TenantOwned, Base):
     repeats: Mapped[int] = mapped_column(default=0)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     applied_at: Mapped[datetime | None]
+
+
+class PluginPush(IdMixin, TenantOwned, Base):
+    """One record (a care plan, a task) as last sent to one plugin's system: what the EHR answered (its id there,
+    a URL), or the error of the last try. A retried push job skips the plugins whose row already holds the record
+    as it now stands."""
+
+    __tablename__ = "plugin_pushes"
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "plugin", "resource_type", "resource_id"),
+        Index("ix_plugin_pushes_recent", "tenant_id", "plugin", "tried_at"),
+    )
+
+    plugin: Mapped[str] = mapped_column(String(40))
+    resource_type: Mapped[str] = mapped_column(String(16))  # CarePlan or Task
+    resource_id: Mapped[uuid.UUID]
+    # The record as last tried: a care plan's version number, and its updated_at (what a retry compares).
+    version: Mapped[int | None]
+    record_updated_at: Mapped[datetime]
+    external_id: Mapped[str | None] = mapped_column(String(200))
+    location: Mapped[str | None] = mapped_column(String(500))
+    pushed_at: Mapped[datetime | None]  # the last success
+    tried_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)  # None once the record as it stands was sent
+    attempts: Mapped[int] = mapped_column(default=0)  # calls for the record as it stands (1 when the first worked)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -31,6 +32,7 @@ class PluginStatus(msgspec.Struct):
     last_success_at: datetime | None
     health_ok: bool | None
     health_detail: str | None
+    health_at: datetime | None  # when the last health check answered
     synced_at: datetime | None
 
 
@@ -58,3 +60,30 @@ class PolicyOut(msgspec.Struct):
     allowed: bool
     reason: str | None
     updated_at: datetime
+
+
+class HealthOut(msgspec.Struct):
+    """The plugin's answer to a health check for this tenant (or why it could not answer: ``ok`` false)."""
+
+    plugin: str
+    ok: bool
+    detail: str | None
+    checked_at: datetime
+
+
+class PushOut(msgspec.Struct):
+    """A care plan or task as last sent to the plugin's system: ``sent`` once the record as it stands was
+    accepted (``external_id`` and ``location`` are where that system keeps it), ``failed`` while the last try
+    failed (the job is retried with backoff; ``last_error`` says why)."""
+
+    resource_type: str
+    resource_id: uuid.UUID
+    status: Literal["sent", "failed"]
+    version: int | None  # a care plan's version number
+    record_updated_at: datetime  # the record as last tried
+    external_id: str | None
+    location: str | None
+    pushed_at: datetime | None  # the last success
+    tried_at: datetime
+    attempts: int  # calls for the record as last tried
+    last_error: str | None

@@ -25,7 +25,7 @@ from tenants.scope import network_wide
 RESOURCE = "Plugin"
 
 
-def _installed(name: str, *, per_tenant: bool = True) -> Installed:
+def installed_plugin(name: str, *, per_tenant: bool = True) -> Installed:
     plugin = registry().get(name)
     if plugin is None or (per_tenant and not plugin.manifest.per_tenant):
         raise NotFound(f"no plugin named {name} is installed", field="name", source="path")
@@ -43,6 +43,7 @@ def _status(row: PluginEnablement | None) -> PluginStatus | None:
         last_success_at=row.last_success_at,
         health_ok=row.health_ok,
         health_detail=row.health_detail,
+        health_at=row.health_at,
         synced_at=row.synced_at,
     )
 
@@ -115,7 +116,7 @@ def is_allowed(policies: dict[str, PluginPolicy], name: str) -> bool:
 
 async def read_plugin(session: AsyncSession, principal: Principal, name: str) -> PluginOut:
     principal.require("plugins", "read")
-    plugin = _installed(name)
+    plugin = installed_plugin(name)
     policies = await _policies(session, principal)
     row = await session.scalar(select(PluginEnablement).where(PluginEnablement.plugin == name))
     return to_out(plugin, is_allowed(policies, name), row)
@@ -130,7 +131,7 @@ async def enable(
 ) -> tuple[PluginOut, PluginEnablement]:
     """Store the tenant's enablement; the caller runs the plugin's ``carehub_on_enable`` before committing."""
     principal.require("plugins", "write")
-    plugin = _installed(name)
+    plugin = installed_plugin(name)
     policies = await _policies(session, principal)
     if data.enabled and not is_allowed(policies, name):
         raise Conflict(f"the network administrators do not allow {name}", field="enabled")
@@ -187,7 +188,7 @@ def config_of(keys: Sequence[str], row: PluginEnablement) -> dict[str, Any]:
 
 async def disable(session: AsyncSession, principal: Principal, name: str) -> PluginOut:
     principal.require("plugins", "write")
-    plugin = _installed(name)
+    plugin = installed_plugin(name)
     row = await session.scalar(select(PluginEnablement).where(PluginEnablement.plugin == name))
     if row is None:
         raise NotFound(f"{name} is not enabled for this tenant", field="name", source="path")
@@ -233,7 +234,7 @@ async def set_policy(session: AsyncSession, principal: Principal, name: str, dat
     """Allow or forbid a plugin in every tenant. Forbidding keeps each tenant's configuration but stops every
     call to the plugin at once; allowing it again resumes the tenants that had it enabled."""
     _network_admin(principal, "write")
-    _installed(name, per_tenant=False)
+    installed_plugin(name, per_tenant=False)
     async with network_wide(session, "plugin policy: written in every tenant's audit log"):
         network = await the_network(session)
         row = await session.get(PluginPolicy, (network.id, name))

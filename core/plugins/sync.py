@@ -26,7 +26,7 @@ from core.plugins.models import PluginEnablement
 from core.plugins.outcomes import failed
 from core.plugins.registry import Installed, registry
 from core.plugins.service import config_of, policies_in
-from core.settings import Settings, get_settings
+from core.settings import Settings
 from plugin_sdk.effects import PullBatch
 from plugin_sdk.hookspecs import PULL_HOOKS
 from plugin_sdk.payloads import TenantInfo
@@ -40,17 +40,11 @@ if TYPE_CHECKING:
     from core.jobs.events import Event
 
 
-_settings: Settings | None = None
-
-
-def configure(settings: Settings) -> None:
-    """Use these settings (the secret keys, the plugin time limit, allowed networks) in this process's syncs."""
-    global _settings
-    _settings = settings
+configure = invoke.configure  # the settings of this process's plugin jobs (the sync, the pushes)
 
 
 async def sync_tenant(session: AsyncSession, event: Event) -> None:
-    settings = _settings or get_settings()
+    settings = invoke.configured()
     tenant = await session.get(Tenant, event.tenant_id)
     if tenant is None or tenant.status != "active":
         return
