@@ -28,6 +28,7 @@ from sqlalchemy.orm import (
     mapped_column,
     with_loader_criteria,
 )
+from sqlalchemy.schema import sort_tables
 from sqlalchemy.sql import visitors
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.elements import ClauseElement
@@ -217,10 +218,9 @@ def append(session: AsyncSession, model: type[Any], row: dict[str, Any], *, tena
 
     A tenant-owned row belongs to ``tenant_id`` if given, else to the current tenant, with the rules of every new
     row (another tenant only inside a network scope; none without a tenant context). The transaction's pending rows
-    are written per table in the order the tables were first appended to (a parent before the rows that refer to
-    it), one statement each, before the session's next statement (which may read them back) or at commit; a
-    rollback discards them with the change. Inside a savepoint the unit of work takes the row, so that rolling the
-    savepoint back removes it.
+    are written per table, parents before the tables whose foreign keys refer to them, one statement each, before
+    the session's next statement (which may read them back) or at commit; a rollback discards them with the
+    change. Inside a savepoint the unit of work takes the row, so that rolling the savepoint back removes it.
     """
     if issubclass(model, TenantOwned):
         row["tenant_id"] = _owner(model, tenant_id)
@@ -254,7 +254,10 @@ def _write_pending(session: Session) -> None:
     pending = session.info.pop(_PENDING, None)
     if pending:
         connection = session.connection()
-        for table, rows in pending.items():
+        # Parents before the rows that refer to them, whatever order the tables were first appended to (a batch
+        # that appends a link before its patient's row, after another patient's link, is still written right).
+        for table in sort_tables(pending):
+            rows = pending[table]
             statement = _INSERTS.get(table)
             if statement is None:
                 statement = _INSERTS[table] = insert(table)

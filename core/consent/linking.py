@@ -73,7 +73,11 @@ async def link_new(
     in the order their foreign keys need.
     """
     tenant_id, patient_id = patient["tenant_id"], patient["id"]
-    network_id, systems = (await session.execute(_NETWORK_OF, {"tenant_id": tenant_id})).one()
+    # A feed creates many records in one transaction: their tenant's network is read once for them.
+    cache: dict[uuid.UUID, tuple[Any, Any]] = session.info.setdefault("carehub.network_of", {})
+    if tenant_id not in cache:
+        cache[tenant_id] = tuple((await session.execute(_NETWORK_OF, {"tenant_id": tenant_id})).one())
+    network_id, systems = cache[tenant_id]
     linking_systems = set(systems or [])
     keys = sorted({(system, value) for system, value in identifiers if system in linking_systems})
     person_id = await _shared_person(session, network_id, tenant_id, patient_id, keys)

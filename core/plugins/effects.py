@@ -80,6 +80,8 @@ class Applier:
         # message's effects name one patient many times, and each looked-up record once.
         self._patients: dict[tuple[str, str], Patient] = {}
         self._ids: dict[tuple[str, str], uuid.UUID] = {}
+        self._created: dict[uuid.UUID, dict[str, Any]] = {}  # patients appended as rows, by id
+        self._absent: set[tuple[str, str]] = set()  # identifiers no patient held when the batch was read
         self._records: dict[tuple[type[Any], str], Any] = {}
 
     def _audit(
@@ -101,8 +103,11 @@ class Applier:
                 return f"the manifest of {self.manifest.name} does not declare the data category {needed!r}"
         return None
 
-    async def apply_all(self, effects: Sequence[fx.Effect]) -> int:
-        await self._prefetch(effects)
+    async def apply_all(self, effects: Sequence[fx.Effect], *, flush: bool = True) -> int:
+        """Apply ``effects`` in order; how many this Applier has applied so far. An Applier may take several
+        batches in one transaction (the messages a listener stored), sharing what it looked up; ``flush`` False
+        leaves the writes to the session's next statement or commit."""
+        await self.prefetch(effects)
         for index, effect in enumerate(effects):
             kind = type(effect).__name__
             label = getattr(getattr(effect, kind_field(effect), None), "data_category", None)
@@ -116,7 +121,8 @@ class Applier:
             except ValueError as exc:
                 raise EffectRejected(index, kind, str(exc)) from None
             self.applied += 1
-        await self.session.flush()
+        if flush:
+            await self.session.flush()
         return self.applied
 
     async def apply(self, effect: fx.Effect) -> None:
@@ -135,8 +141,9 @@ class Applier:
         else:  # pragma: no cover - the union is closed
             raise ValueError(f"unknown effect {type(effect).__name__}")
 
-    async def _prefetch(self, effects: Sequence[fx.Effect]) -> None:
-        """Read the feed records the batch's effects name, one query per kind."""
+    async def prefetch(self, effects: Sequence[fx.Effect]) -> None:
+        """Read the patients and the feed records the batch's effects name, one query per kind."""
+        await self._prefetch_patients(effects)
         wanted: dict[type[Any], set[str]] = {}
         for effect in effects:
             for model, field in _KEYED:
@@ -153,6 +160,25 @@ class Applier:
             found = {row.external_id: row for row in rows}
             for external_id in missing:
                 self._records[(model, external_id)] = found.get(external_id)
+
+    async def _prefetch_patients(self, effects: Sequence[fx.Effect]) -> None:
+        pairs = {
+            (i.system, i.value)
+            for effect in effects
+            if isinstance(effect, fx.UpsertPatient)
+            for i in effect.patient.identifiers
+        }
+        pairs -= self._absent | self._ids.keys()
+        if not pairs or any(isinstance(effect, fx.MergePatient) for effect in effects):
+            return
+        owners = select(PatientIdentifier.patient_id).where(
+            tuple_(PatientIdentifier.system, PatientIdentifier.value).in_(sorted(pairs))
+        )
+        for patient in await self.session.scalars(select(Patient).where(Patient.id.in_(owners))):
+            for held in patient.identifiers:
+                self._patients[(held.system, held.value)] = patient
+                self._ids[(held.system, held.value)] = patient.id
+        self._absent |= pairs - self._ids.keys()
 
     async def _record(self, model: type[Any], external_id: str) -> Any:
         """The feed record of this plugin with ``external_id``, or None; read once per batch."""
@@ -175,6 +201,8 @@ class Applier:
             known = self._patients.get((identifier.system, identifier.value))
             if known is not None:
                 return known
+        if all((i.system, i.value) in self._absent for i in ref.identifiers):
+            return None  # looked up for the batch: no patient has any of them
         patient = await find_patient(self.session, ref)  # a patient appended in this batch is written first
         if patient is not None:
             for held in patient.identifiers:
@@ -211,6 +239,8 @@ class Applier:
             "language": record.language,
             "active": record.active,
         }
+        if self._unchanged_new(record, fields, effect.keep_missing):
+            return
         patient = await self._find(PatientRef(identifiers=record.identifiers))
         if patient is None:
             await self._create_patient(record, fields)
@@ -222,11 +252,12 @@ class Applier:
             setattr(patient, key, fields[key])
         have = {(i.system, i.value) for i in patient.identifiers}
         for ident in (i for i in record.identifiers if (i.system, i.value) not in have):
-            owner = await find_patient(self.session, PatientRef(identifiers=(ident,)))
+            pair = (ident.system, ident.value)
+            owner = None if pair in self._absent else await find_patient(self.session, PatientRef(identifiers=(ident,)))
             if owner is None:  # an identifier of another record stays there (a merge moves it)
                 patient.identifiers.append(PatientIdentifier(system=ident.system, value=ident.value))
-                self._patients[(ident.system, ident.value)] = patient
-                self._ids[(ident.system, ident.value)] = patient.id
+                self._patients[pair], self._ids[pair] = patient, patient.id
+                self._absent.discard(pair)
                 changed.append("identifiers")
         if not changed:
             return
@@ -241,6 +272,15 @@ class Applier:
         await self.session.flush()
         self._audit("patient.update", "Patient", patient.id, patient.id, fields=fields_changed)
         await linking.sync_patient(self.session, patient, self.actor)
+
+    def _unchanged_new(self, record: PatientRecord, fields: dict[str, Any], keep_missing: bool) -> bool:
+        """Whether ``record`` is a patient this Applier created and says nothing new of them (a result or a
+        discharge after the admission in one batch): then there is nothing to read or write."""
+        pairs = [(i.system, i.value) for i in record.identifiers]
+        created = next((self._created[self._ids[p]] for p in pairs if self._ids.get(p) in self._created), None)
+        if created is None or any(self._ids.get(p) != created["id"] for p in pairs):
+            return False
+        return all(created[k] == v for k, v in fields.items() if not (keep_missing and v is None))
 
     async def _create_patient(self, record: PatientRecord, fields: dict[str, Any]) -> None:
         """A new patient, appended as rows (what the API's create does): written with the batch's other rows.
@@ -270,6 +310,7 @@ class Applier:
             "updated_at": now,
         }
         append(self.session, Patient, row)
+        self._created[row["id"]] = row
         pairs = [(i.system, i.value) for i in record.identifiers]
         for system, value in pairs:
             append(
@@ -278,6 +319,7 @@ class Applier:
                 {"patient_id": row["id"], "system": system, "value": value, "id": uuid.uuid4()},
             )
             self._ids[(system, value)] = row["id"]
+            self._absent.discard((system, value))
         self._audit("patient.create", "Patient", row["id"], row["id"], fields=sorted(fields))
         outbox.emit(self.session, "patient.created", {"patient_id": str(row["id"])}, aggregate_id=row["id"])
         await linking.link_new(self.session, self.actor, row, pairs)
@@ -285,6 +327,8 @@ class Applier:
     async def merge_patient(self, effect: fx.MergePatient) -> None:
         self._patients.clear()  # identifiers move: look everyone up again after a merge
         self._ids.clear()
+        self._created.clear()
+        self._absent.clear()
         merged = await find_patient(self.session, effect.merged)
         if merged is None:
             return  # nothing of the merged record is here

@@ -42,6 +42,7 @@ CONTENT_TYPE = "application/hl7-v2"
 AckMode = Literal["applied", "stored"]
 ACK_MODES: tuple[AckMode, ...] = ("applied", "stored")
 BATCH = 50  # stored messages applied in one transaction (ack mode "stored")
+LINGER_SECONDS = 0.05  # the wait for more stored messages before applying what came
 RETRY_SECONDS = 2.0  # after a database failure while applying stored messages
 
 
@@ -95,14 +96,19 @@ async def apply(
     result: InboundResult,
     *,
     isolate: bool,
+    applier: Applier | None = None,
 ) -> tuple[str, str | None]:
     """Apply ``result``'s effects and mark ``record`` accepted: ``("accepted", None)``, or ``("error", why)`` for
     refused effects. With ``isolate`` they are applied in a savepoint; without, refused effects raise
-    :class:`EffectRejected` (``record`` filled in) for the caller to roll back and keep the record on its own."""
+    :class:`EffectRejected` (``record`` filled in) for the caller to roll back and keep the record on its own.
+    ``applier``: one shared by the messages of a transaction (without ``isolate``; it does not flush)."""
     try:
         if isolate:
             async with session.begin_nested():
                 applied = await Applier(session, plugin.manifest).apply_all(result.effects)
+        elif applier is not None:
+            before = applier.applied
+            applied = await applier.apply_all(result.effects, flush=False) - before
         else:
             applied = await Applier(session, plugin.manifest).apply_all(result.effects)
     except EffectRejected as exc:
@@ -265,6 +271,8 @@ class Feed:
         """Apply stored messages as they arrive, up to :data:`BATCH` to a transaction (until cancelled)."""
         while True:
             batch = [await self._queue.get()]
+            if self._queue.qsize() < BATCH:
+                await asyncio.sleep(LINGER_SECONDS)  # let a busy feed's next messages join this transaction
             while len(batch) < BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
@@ -305,12 +313,16 @@ class Feed:
                         .order_by(InboundMessageRecord.received_at, InboundMessageRecord.id)
                         .with_for_update(skip_locked=True)  # another listener of the tenant may be on them
                     )
-                    for record in records.all():
+                    waiting = records.all()
+                    applier = Applier(session, self.plugin.manifest)
+                    known = [self._readings[r.id] for r in waiting if r.id in self._readings]
+                    await applier.prefetch([effect for result in known for effect in result.effects])
+                    for record in waiting:
                         result = self._readings.get(record.id) or await self._read_again(session, row, config, record)
                         if result is None:
                             continue
                         try:
-                            await apply(session, self.plugin, row, record, result, isolate=False)
+                            await apply(session, self.plugin, row, record, result, isolate=False, applier=applier)
                         except EffectRejected as exc:
                             refused = (record.id, str(exc))
                             raise
