@@ -23,7 +23,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db import utcnow
@@ -36,6 +36,7 @@ from core.settings import Settings
 from plugin_sdk.effects import InboundResult
 from plugin_sdk.payloads import InboundMessage, TenantInfo
 from tenants.context import tenant_context
+from tenants.isolation import prebuilt
 
 log = logging.getLogger(__name__)
 CONTENT_TYPE = "application/hl7-v2"
@@ -44,6 +45,17 @@ ACK_MODES: tuple[AckMode, ...] = ("applied", "stored")
 BATCH = 50  # stored messages applied in one transaction (ack mode "stored")
 LINGER_SECONDS = 0.05  # the wait for more stored messages before applying what came
 RETRY_SECONDS = 2.0  # after a database failure while applying stored messages
+
+
+# Statements of every message, built once (see tenants.isolation.prebuilt).
+_ENABLEMENT = prebuilt(select(PluginEnablement).where(PluginEnablement.plugin == bindparam("plugin")))
+_EARLIER = prebuilt(
+    select(InboundMessageRecord).where(
+        InboundMessageRecord.plugin == bindparam("plugin"),
+        InboundMessageRecord.applied_control_id == bindparam("control_id"),
+        InboundMessageRecord.id != bindparam("id"),
+    )
+)
 
 
 async def read(
@@ -75,11 +87,7 @@ async def read(
         return None
     if result.control_id:
         earlier = await session.scalar(
-            select(InboundMessageRecord).where(
-                InboundMessageRecord.plugin == plugin.name,
-                InboundMessageRecord.applied_control_id == result.control_id,
-                InboundMessageRecord.id != record.id,
-            )
+            _EARLIER, {"plugin": plugin.name, "control_id": result.control_id, "id": record.id}
         )
         if earlier is not None:
             earlier.repeats += 1
@@ -184,7 +192,7 @@ class Feed:
             return await self._reply(message, outcome, error, config)
 
     async def _config(self, session: AsyncSession) -> tuple[PluginEnablement, dict[str, object]]:
-        row = await session.scalar(select(PluginEnablement).where(PluginEnablement.plugin == self.plugin.name))
+        row = await session.scalar(_ENABLEMENT, {"plugin": self.plugin.name})
         if row is None or not row.enabled:
             raise LookupError(f"{self.plugin.name} is not enabled for {self.tenant.slug}")
         return row, config_of(self.settings.plugin_secret_keys, row)

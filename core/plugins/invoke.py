@@ -11,10 +11,14 @@ on success and opens it again on failure.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import inspect
 import logging
 from datetime import timedelta
 from typing import Any
+
+import httpx
 
 from core.db import utcnow
 from core.plugins.models import PluginEnablement
@@ -41,6 +45,13 @@ def configure(settings: Settings) -> None:
 
 def configured() -> Settings:
     return _settings or get_settings()
+
+
+@functools.cache
+def _offline(plugin: str) -> httpx.AsyncClient:
+    """The client of a plugin that may call no host: every request refused, naming the plugin (never closed: it
+    opens no connection)."""
+    return guarded_client(OutboundPolicy(hosts=frozenset(), plugin=plugin))
 
 
 def tenant_info(tenant: Tenant) -> TenantInfo:
@@ -102,7 +113,9 @@ async def call(
     )
     function = getattr(plugin.module, hook)
     wanted = inspect.signature(function).parameters
-    async with guarded_client(policy) as http:
+    # A plugin that may call no host (a parser) gets the process's one client that refuses every request: making
+    # and closing a client costs more than reading an HL7 message.
+    async with guarded_client(policy) if policy.hosts else contextlib.nullcontext(_offline(manifest.name)) as http:
         context = PluginContext(
             plugin=manifest.name,
             tenant=tenant,
