@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit, outbox, staff
@@ -58,14 +58,30 @@ def actor_for(plugin: str) -> audit.Actor:
     return audit.Actor(user_id=None, roles=(f"plugin:{plugin}",))
 
 
-async def find_patient(session: AsyncSession, ref: PatientRef) -> Patient | None:
-    pairs = [(i.system, i.value) for i in ref.identifiers]
-    if not pairs:
-        return None
-    owner = select(PatientIdentifier.patient_id).where(
-        tuple_(PatientIdentifier.system, PatientIdentifier.value).in_(pairs)
+async def owners_of(session: AsyncSession, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], uuid.UUID]:
+    """The tenant's patients holding these (system, value) identifiers. Asked as ``system IN (...) AND value IN
+    (...)``, which the index on (tenant, system, value) answers whatever the statistics; a list of row values
+    was planned as a scan of the system's every identifier on a table not yet analyzed (0.5 s at 2,000)."""
+    wanted = set(pairs)
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(PatientIdentifier.system, PatientIdentifier.value, PatientIdentifier.patient_id).where(
+            PatientIdentifier.system.in_(sorted({s for s, _ in wanted})),
+            PatientIdentifier.value.in_(sorted({v for _, v in wanted})),
+        )
     )
-    return await session.scalar(select(Patient).where(Patient.id.in_(owner.limit(1).scalar_subquery())))
+    return {(s, v): patient_id for s, v, patient_id in rows if (s, v) in wanted}
+
+
+async def find_patient(session: AsyncSession, ref: PatientRef) -> Patient | None:
+    """The tenant's patient with one of ``ref``'s identifiers (the first of them that one holds)."""
+    pairs = [(i.system, i.value) for i in ref.identifiers]
+    owners = await owners_of(session, pairs)
+    for pair in pairs:
+        if pair in owners:
+            return await session.get(Patient, owners[pair])
+    return None
 
 
 class Applier:
@@ -171,10 +187,8 @@ class Applier:
         pairs -= self._absent | self._ids.keys()
         if not pairs or any(isinstance(effect, fx.MergePatient) for effect in effects):
             return
-        owners = select(PatientIdentifier.patient_id).where(
-            tuple_(PatientIdentifier.system, PatientIdentifier.value).in_(sorted(pairs))
-        )
-        for patient in await self.session.scalars(select(Patient).where(Patient.id.in_(owners))):
+        owners = set((await owners_of(self.session, sorted(pairs))).values())
+        for patient in await self.session.scalars(select(Patient).where(Patient.id.in_(owners))) if owners else ():
             for held in patient.identifiers:
                 self._patients[(held.system, held.value)] = patient
                 self._ids[(held.system, held.value)] = patient.id
