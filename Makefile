@@ -41,6 +41,8 @@ bench: install
 	BIN=$(BIN) bash bench/http.sh 10
 	$(BIN)/python -m bench.http
 	$(BIN)/python -m bench.consent
+	$(BIN)/python -m bench.hl7 150
+	$(BIN)/python -m bench.fhir 20
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

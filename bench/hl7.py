@@ -9,8 +9,11 @@ ACK before the next message on a connection, as senders do; the rate is measured
 four (four feeds, or a sender with four interfaces).
 
 - ``carehub``: the real listener (``carehub mllp``) with the bundled ``ehr_hl7v2`` plugin enabled for the
-  tenant: the message read, stored with its raw text, its effects applied (patient, encounter, diagnoses,
-  observations, the events the rules act on) and committed, then the plugin's ACK built and sent.
+  tenant, in each acknowledgement mode. ``--ack applied`` (the default): the message read, stored with its raw
+  text, its effects applied (patient, encounter, diagnoses, observations, the events the rules act on) and
+  committed, then the plugin's ACK built and sent. ``--ack stored``: read, stored with its control id reserved,
+  committed and answered; the listener applies the stored messages right after, in batches. For it the run also
+  reports the rate until the last message is applied (the rate a feed can keep up).
 - ``floor``: a bare asyncio server on the same engine that parses each message with the same ``hl7`` package,
   commits its raw text in one INSERT and answers a hand-formatted ACK: what persist-before-ACK cannot go below.
 """
@@ -22,6 +25,7 @@ import contextlib
 import os
 import platform
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -156,6 +160,22 @@ async def drive(port: int, run: str, patients: int, connections: int) -> float:
     return len(codes) / elapsed
 
 
+async def wait_applied(settings: Settings, slug: str, expected: int, began: float) -> float:
+    """Messages per second from ``began`` until ``expected`` messages of the run are applied."""
+    engine = make_engine(settings.database_url)
+    statement = text("SELECT count(*) FROM inbound_messages WHERE status = 'received'")  # owner's view: no RLS
+    owner = make_engine(settings.owner_database_url)
+    try:
+        while True:
+            async with owner.connect() as conn:
+                if not await conn.scalar(statement):
+                    return expected / (time.perf_counter() - began)
+            await asyncio.sleep(0.02)
+    finally:
+        await engine.dispose()
+        await owner.dispose()
+
+
 def start(argv: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # noqa: S603
     for _ in range(200):
@@ -206,31 +226,50 @@ def main() -> None:
     env = {**os.environ, "CAREHUB_DATABASE_URL": settings.database_url}
     if settings.migration_database_url:
         env["CAREHUB_MIGRATION_DATABASE_URL"] = settings.migration_database_url
-    bin_dir = os.path.dirname(sys.executable)
-    ours, floor = free_port(), free_port()
-    listener = start(
-        [os.path.join(bin_dir, "carehub"), "mllp", "--tenant", slug, "--host", "127.0.0.1", "--port", str(ours)],
-        env,
-        ours,
-    )
+    carehub = os.path.join(os.path.dirname(sys.executable), "carehub")
+    ports = {mode: free_port() for mode in ("applied", "stored")}
+    listeners = {
+        mode: start(
+            [carehub, "mllp", "--tenant", slug, "--host", "127.0.0.1", "--port", str(port), "--ack", mode],
+            env,
+            port,
+        )
+        for mode, port in ports.items()
+    }
+    floor = free_port()
     bare = start([sys.executable, "-m", "bench.hl7", "floor", str(floor)], env, floor)
     database = settings.database_url.split(":")[0]
     print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; {database}")
     print(f"{patients} patients x (ADT^A01, ORU^R01 with 4 OBX, ADT^A03) per cell; each ACK awaited per connection")
+    rounds = int(os.environ.get("CAREHUB_BENCH_ROUNDS", "3"))
+    print(f"the median of {rounds} rounds per cell (CAREHUB_BENCH_ROUNDS); the order of the servers rotates")
     try:
         for connections in (1, 4):
-            run = uuid.uuid4().hex[:6].upper()
-            # warm both (imports, pools, the plugin's first read), then alternate so drift hits both alike
-            asyncio.run(drive(ours, run + "W", 4, 1))
-            asyncio.run(drive(floor, run + "W", 4, 1))
-            rate = asyncio.run(drive(ours, run, patients, connections))
-            base = asyncio.run(drive(floor, run, patients, connections))
-            print(
-                f"{connections} connection{'s' if connections > 1 else ' '}: carehub mllp {rate:8,.0f} msg/s"
-                f"   floor (parse + one INSERT + ACK) {base:8,.0f} msg/s   ratio {rate / base:.0%}"
-            )
+            cells: dict[str, list[float]] = {"floor": [], "applied": [], "stored": [], "caught_up": []}
+            for round_ in range(rounds):
+                run = uuid.uuid4().hex[:6].upper()
+                for port in (*ports.values(), floor):  # warm each (imports, pools, the plugin's first read)
+                    asyncio.run(drive(port, run + f"W{port}", 4, 1))
+                asyncio.run(wait_applied(settings, slug, 1, time.perf_counter()))
+                order = ["floor", "applied", "stored"]
+                for name in order[round_ % 3 :] + order[: round_ % 3]:
+                    port = floor if name == "floor" else ports[name]
+                    began = time.perf_counter()
+                    cells[name].append(asyncio.run(drive(port, f"{run}{name[0].upper()}", patients, connections)))
+                    if name == "stored":
+                        sent = 3 * max(1, patients // connections) * connections
+                        cells["caught_up"].append(asyncio.run(wait_applied(settings, slug, sent, began)))
+            base, applied, stored, caught_up = (statistics.median(cells[k]) for k in cells)
+            plural = "s" if connections > 1 else " "
+            print(f"{connections} connection{plural}: floor (parse + one INSERT + ACK)  {base:8,.0f} msg/s")
+            for name, rate in (
+                ("--ack applied (AA once applied)", applied),
+                ("--ack stored  (AA once stored) ", stored),
+                ("  ... and every message applied", caught_up),
+            ):
+                print(f"  carehub mllp {name} {rate:8,.0f} msg/s  {rate / base:4.0%} of the floor")
     finally:
-        for process in (listener, bare):
+        for process in (*listeners.values(), bare):
             process.terminate()
             process.wait(10)
 
