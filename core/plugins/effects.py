@@ -44,6 +44,8 @@ INTERPRETATION = {
     "critical": "critical",
 }
 FUTURE_SLACK = timedelta(minutes=10)  # clocks differ; a result from the future beyond this is a sender's error
+_SYSTEM_LENGTH: int = PatientIdentifier.__table__.c.system.type.length  # type: ignore[attr-defined]
+_VALUE_LENGTH: int = PatientIdentifier.__table__.c.value.type.length  # type: ignore[attr-defined]
 # The patient fields an upsert with keep_missing leaves alone when the sender left them out.
 _CONTACT_FIELDS = frozenset({"phone", "email", "address", "language"})
 
@@ -210,11 +212,20 @@ class Applier:
         return row
 
     async def _find(self, ref: PatientRef) -> Patient | None:
-        """The tenant's patient with one of ``ref``'s identifiers, as an ORM object (to change it)."""
+        """The tenant's patient with one of ``ref``'s identifiers (the first one that a patient holds, as
+        :func:`find_patient` decides), as an ORM object (to change it)."""
         for identifier in ref.identifiers:
-            known = self._patients.get((identifier.system, identifier.value))
+            pair = (identifier.system, identifier.value)
+            known = self._patients.get(pair)
             if known is not None:
                 return known
+            if pair in self._ids:  # appended in this batch: read it back (its rows are written first)
+                loaded = await self.session.get(Patient, self._ids[pair])
+                if loaded is not None:
+                    self._created.pop(loaded.id, None)  # from now on it changes as the object
+                    for held in loaded.identifiers:
+                        self._patients[(held.system, held.value)] = loaded
+                    return loaded
         if all((i.system, i.value) in self._absent for i in ref.identifiers):
             return None  # looked up for the batch: no patient has any of them
         patient = await find_patient(self.session, ref)  # a patient appended in this batch is written first
@@ -240,6 +251,13 @@ class Applier:
         record = effect.patient
         if not record.identifiers:
             raise ValueError("a patient needs at least one identifier")
+        if len({(i.system, i.value) for i in record.identifiers}) < len(record.identifiers):
+            raise ValueError("the patient names one identifier twice")
+        for i in record.identifiers:
+            if not 0 < len(i.system) <= _SYSTEM_LENGTH or not 0 < len(i.value) <= _VALUE_LENGTH:
+                raise ValueError(
+                    f"an identifier's system is 1-{_SYSTEM_LENGTH} characters and its value 1-{_VALUE_LENGTH}"
+                )
         if record.birth_date > utcnow().date():
             raise ValueError("birth_date is in the future")
         fields = {

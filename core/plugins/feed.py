@@ -23,7 +23,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Literal
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db import utcnow
@@ -47,6 +48,20 @@ LINGER_SECONDS = 0.05  # the wait for more stored messages before applying what 
 RETRY_SECONDS = 2.0  # after a database failure while applying stored messages
 
 
+# One applier of a tenant's plugin at a time, whichever listener: a row lock on PostgreSQL, the write lock on
+# SQLite (a no-op UPDATE, taken before anything is read; updated_at set to itself, so its onupdate stays out).
+_APPLIER_LOCK = (
+    update(PluginEnablement)
+    .where(PluginEnablement.plugin == bindparam("plugin"), PluginEnablement.tenant_id == bindparam("tenant"))
+    .values(plugin=PluginEnablement.plugin, updated_at=PluginEnablement.updated_at)
+    .execution_options(synchronize_session=False)
+)
+_OLDEST_RECEIVED = prebuilt(
+    select(InboundMessageRecord)
+    .where(InboundMessageRecord.plugin == bindparam("plugin"), InboundMessageRecord.status == "received")
+    .order_by(InboundMessageRecord.received_at, InboundMessageRecord.id)
+    .limit(bindparam("n"))
+)
 # Statements of every message, built once (see tenants.isolation.prebuilt).
 _ENABLEMENT = prebuilt(select(PluginEnablement).where(PluginEnablement.plugin == bindparam("plugin")))
 _EARLIER = prebuilt(
@@ -231,6 +246,10 @@ class Feed:
             async with self.db() as session, session.begin():
                 session.add(record)
             return "error", record.error, config
+        except (IntegrityError, DataError) as exc:  # the record would not take it: kept in error, not resent
+            self._readings.pop(record.id, None)
+            outcome, error = await self._keep_unstorable(record, exc)
+            return outcome, error, config
         except BaseException:
             self._readings.pop(record.id, None)
             raise
@@ -255,107 +274,161 @@ class Feed:
             reply = None
         return reply or "MSA|AR||carehub could not build an acknowledgement\r"
 
+    async def _keep_unstorable(self, record: InboundMessageRecord, exc: Exception) -> tuple[str, str | None]:
+        """A message whose transaction the database refused (a value too long for its column, an identifier named
+        twice, the same control id applied by another connection at the same moment): a repeat when its control
+        id is now applied, else kept in error with the database's reason (sending it again would fail again)."""
+        async with self.db() as session, session.begin():
+            if record.control_id:
+                earlier = await session.scalar(
+                    _EARLIER, {"plugin": self.plugin.name, "control_id": record.control_id, "id": record.id}
+                )
+                if earlier is not None:
+                    earlier.repeats += 1
+                    return "accepted", None
+            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:300]
+            kept = InboundMessageRecord(
+                id=record.id,
+                plugin=record.plugin,
+                content_type=record.content_type,
+                text=record.text,
+                peer=record.peer,
+                received_at=record.received_at,
+                status="error",
+                control_id=(record.control_id or "")[:200] or None,
+                summary=(record.summary or "")[:300] or None,
+                error=f"the record would not take this message: {reason}",
+            )
+            session.add(kept)
+            return "error", kept.error
+
     # -- applying stored messages -------------------------------------------------------------------------------
 
     async def catch_up(self) -> int:
-        """Apply the messages of this tenant and plugin stored but not yet applied (a listener stopped before it
-        applied them), oldest first; how many were taken."""
-        with tenant_context(self.tenant_id):
-            async with self.db() as session:
-                waiting = list(
-                    await session.scalars(
-                        select(InboundMessageRecord.id)
-                        .where(
-                            InboundMessageRecord.plugin == self.plugin.name, InboundMessageRecord.status == "received"
-                        )
-                        .order_by(InboundMessageRecord.received_at, InboundMessageRecord.id)
-                    )
-                )
-        for start in range(0, len(waiting), BATCH):
-            await self.apply_stored(waiting[start : start + BATCH])
-        return len(waiting)
+        """Apply what this tenant's listeners of the plugin stored and did not apply (one stopped before it
+        did), oldest first; how many were taken."""
+        return await self.apply_pending()
 
     async def run(self) -> None:
         """Apply stored messages as they arrive, up to :data:`BATCH` to a transaction (until cancelled)."""
         while True:
-            batch = [await self._queue.get()]
+            await self._queue.get()
             if self._queue.qsize() < BATCH:
                 await asyncio.sleep(LINGER_SECONDS)  # let a busy feed's next messages join this transaction
-            while len(batch) < BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            taken = 1
+            while not self._queue.empty():
+                self._queue.get_nowait()
+                taken += 1
             try:
-                await self.apply_stored(batch)
+                await self.apply_pending()
             finally:
-                for _ in batch:
+                for _ in range(taken):
                     self._queue.task_done()
 
     async def drain(self) -> None:
-        """Wait until every message stored so far is applied (or kept in error)."""
+        """Wait until every message this listener stored so far is applied (or kept in error)."""
         await self._queue.join()
 
-    async def apply_stored(self, ids: list[uuid.UUID]) -> None:
-        """Apply these stored messages in one transaction, in arrival order; when one is refused the others are
-        applied one by one, and the refused one is kept in error. A database failure is retried."""
-        for attempt in range(5):
+    async def apply_pending(self) -> int:
+        """Apply every message of the tenant and plugin stored and not yet applied, whichever listener stored it,
+        oldest first, :data:`BATCH` to a transaction; how many were taken. While the database fails the messages
+        stay received and are tried again, in order (nothing younger is applied before them)."""
+        taken, failures = 0, 0
+        while True:
             try:
-                if await self._apply_together(ids):
-                    return
-                for one in ids:
-                    await self._apply_together([one], alone=True)
-                return
-            except Exception as exc:  # the database: the messages stay received, taken again
-                log.warning("stored messages not applied yet (%s); retrying", exc)
-                await asyncio.sleep(RETRY_SECONDS * (attempt + 1))
-        log.error("stored messages left received after five attempts; the next listener start applies them")
+                done = await self._apply_batch()
+            except LookupError as exc:  # the plugin is off for the tenant: what is stored waits until it is on
+                log.warning("stored messages left received: %s", exc)
+                return taken
+            except Exception as exc:
+                failures += 1
+                log.warning("stored messages not applied yet (%s); trying again", str(exc).splitlines()[0][:200])
+                await asyncio.sleep(min(RETRY_SECONDS * failures, 30.0))
+                continue
+            failures = 0
+            taken += done
+            if done < BATCH:
+                return taken
 
-    async def _apply_together(self, ids: list[uuid.UUID], *, alone: bool = False) -> bool:
-        """True when all were applied (or were no longer waiting); False when one was refused (nothing applied)."""
-        refused: tuple[uuid.UUID, str] | None = None
+    async def _apply_batch(self) -> int:
+        """The oldest :data:`BATCH` received messages in one transaction; when one is refused (its effects, or a
+        value the database will not take), one by one instead, each refused one kept in error."""
+        try:
+            return await self._apply_oldest(BATCH)
+        except _Refused:
+            pass
+        taken = 0
+        while taken < BATCH:
+            try:
+                done = await self._apply_oldest(1)
+            except _Refused as refused:
+                await self._keep_refused(refused.record_id, refused.error)
+                done = 1
+            if not done:
+                break
+            taken += done
+        return taken
+
+    async def _apply_oldest(self, limit: int) -> int:
+        """Apply up to ``limit`` of the oldest received messages in one transaction, holding the tenant's applier
+        lock for the plugin (one listener at a time applies, so arrival order holds across listeners); how many.
+        Raises :class:`_Refused` when one is refused, having applied none."""
+        current: uuid.UUID | None = None
+        taken: list[uuid.UUID] = []
         with tenant_context(self.tenant_id):
             try:
                 async with self.db() as session, session.begin():
                     row, config = await self._config(session)
-                    records = await session.scalars(
-                        select(InboundMessageRecord)
-                        .where(InboundMessageRecord.id.in_(ids), InboundMessageRecord.status == "received")
-                        .order_by(InboundMessageRecord.received_at, InboundMessageRecord.id)
-                        .with_for_update(skip_locked=True)  # another listener of the tenant may be on them
-                    )
-                    waiting = records.all()
+                    await session.execute(_APPLIER_LOCK, {"plugin": self.plugin.name, "tenant": self.tenant_id})
+                    waiting = (await session.scalars(_OLDEST_RECEIVED, {"plugin": self.plugin.name, "n": limit})).all()
                     applier = Applier(session, self.plugin.manifest)
                     known = [self._readings[r.id] for r in waiting if r.id in self._readings]
                     await applier.prefetch([effect for result in known for effect in result.effects])
                     for record in waiting:
+                        current = record.id
+                        taken.append(record.id)
                         result = self._readings.get(record.id) or await self._read_again(session, row, config, record)
-                        if result is None:
-                            continue
-                        try:
+                        if result is not None:
                             await apply(session, self.plugin, row, record, result, isolate=False, applier=applier)
-                        except EffectRejected as exc:
-                            refused = (record.id, str(exc))
-                            raise
-            except EffectRejected:
-                if not alone or refused is None:
-                    return False
-                await self._keep_refused(*refused)
-        for one in ids:
+                    current = None
+                    await session.flush()
+            except EffectRejected as exc:
+                assert current is not None
+                raise _Refused(current, str(exc)) from None
+            except (IntegrityError, DataError) as exc:
+                if len(taken) != 1:
+                    raise _Refused(None, str(exc)) from None
+                reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:300]
+                raise _Refused(taken[0], f"the record would not take this message: {reason}") from None
+        for one in taken:
             self._readings.pop(one, None)
-        return True
+        return len(taken)
 
     async def _read_again(
         self, session: AsyncSession, row: PluginEnablement, config: dict[str, object], record: InboundMessageRecord
     ) -> InboundResult | None:
-        """A stored message's reading after a restart (the plugin reads it again, as it is configured now)."""
-        record.applied_control_id = None  # its own reservation is not a repeat of itself
-        await session.flush()
+        """A stored message's reading after a restart, or one another listener stored (read again, with the
+        plugin as it is configured now)."""
         result = await read(session, self.plugin, row, config, self.tenant, self.settings, record, _message(record))
-        if result is not None:
-            record.applied_control_id = result.control_id
+        if result is None:
+            record.applied_control_id = None  # in error now: its control id is free for a corrected resend
         return result
 
-    async def _keep_refused(self, record_id: uuid.UUID, error: str) -> None:
+    async def _keep_refused(self, record_id: uuid.UUID | None, error: str) -> None:
+        if record_id is None:
+            return
         with tenant_context(self.tenant_id):
             async with self.db() as session, session.begin():
                 stored = await session.get(InboundMessageRecord, record_id)
                 if stored is not None and stored.status == "received":
-                    stored.status, stored.error, stored.applied_control_id = "error", error, None
+                    stored.status, stored.error, stored.applied_control_id = "error", error[:2000], None
+        self._readings.pop(record_id, None)
+
+
+class _Refused(Exception):
+    """A stored message whose effects or values were refused: ``record_id`` (None when the batch's commit failed
+    and the message is not known), and why."""
+
+    def __init__(self, record_id: uuid.UUID | None, error: str) -> None:
+        super().__init__(error)
+        self.record_id, self.error = record_id, error
