@@ -374,6 +374,14 @@ async def _plugin_usage(settings: Settings) -> dict[str, list[str]]:
     return usage
 
 
+def cmd_plugins_new_key(_settings: Settings, _args: argparse.Namespace) -> int:
+    """Print a new key for CAREHUB_PLUGIN_SECRET_KEYS (put it first to rotate; keep the old ones after it)."""
+    from cryptography.fernet import Fernet
+
+    print(Fernet.generate_key().decode())
+    return 0
+
+
 def cmd_mllp(settings: Settings, args: argparse.Namespace) -> int:
     """Listen for HL7 v2 over MLLP for one tenant until SIGINT or SIGTERM; each message is stored and applied
     before it is acknowledged (run one per tenant and port, as many as you like)."""
@@ -467,6 +475,9 @@ def build_parser() -> argparse.ArgumentParser:
     plugins = sub.add_parser("plugins", help="installed plugins").add_subparsers(dest="plugins_command", required=True)
     plugins.add_parser("list", help="installed plugins, versions, and where each is enabled").set_defaults(
         func=cmd_plugins_list
+    )
+    plugins.add_parser("new-key", help="print a new key for CAREHUB_PLUGIN_SECRET_KEYS").set_defaults(
+        func=cmd_plugins_new_key
     )
     listener = sub.add_parser("mllp", help="an HL7 v2 (MLLP) listener for one tenant")
     listener.add_argument("--tenant", required=True, help="the tenant's slug")

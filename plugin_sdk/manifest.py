@@ -18,6 +18,8 @@ from packaging.version import Version
 from plugin_sdk.payloads import DATA_CATEGORIES
 from plugin_sdk.version import SDK_VERSION
 
+_REQUIRED = re.compile(r"^'(.+)' is a required property$")
+
 NAME = re.compile(r"^[a-z][a-z0-9_]{1,39}$")
 EMPTY_SCHEMA: Mapping[str, Any] = {"type": "object", "properties": {}, "additionalProperties": False}
 
@@ -88,10 +90,13 @@ class Manifest:
         for error in sorted(validator.iter_errors(dict(config)), key=lambda e: list(map(str, e.absolute_path))):
             path = ".".join(str(p) for p in error.absolute_path)
             if error.validator == "required" and isinstance(error.validator_value, list):
+                # One error per missing key, each with the whole list: the key is the one its message names.
+                named = _REQUIRED.match(error.message)
                 missing = [k for k in error.validator_value if isinstance(error.instance, Mapping)]
                 missing = [k for k in missing if k not in error.instance]
-                if missing:
-                    path = ".".join(filter(None, [path, missing[0]]))
+                key = named.group(1) if named and named.group(1) in missing else (missing[0] if missing else None)
+                if key:
+                    path = ".".join(filter(None, [path, key]))
             elif error.validator == "additionalProperties" and isinstance(error.instance, Mapping):
                 allowed = set((error.schema.get("properties") or {}).keys())
                 extra = sorted(k for k in error.instance if k not in allowed)

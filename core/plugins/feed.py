@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Literal
@@ -32,7 +33,7 @@ from core.plugins import invoke
 from core.plugins.effects import Applier, EffectRejected
 from core.plugins.models import InboundMessageRecord, PluginEnablement
 from core.plugins.registry import Installed
-from core.plugins.service import config_of
+from core.plugins.service import config_of, plugin_allowed
 from core.settings import Settings
 from plugin_sdk.effects import InboundResult
 from plugin_sdk.payloads import InboundMessage, TenantInfo
@@ -44,6 +45,7 @@ CONTENT_TYPE = "application/hl7-v2"
 AckMode = Literal["applied", "stored"]
 ACK_MODES: tuple[AckMode, ...] = ("applied", "stored")
 BATCH = 50  # stored messages applied in one transaction (ack mode "stored")
+POLICY_SECONDS = 5.0  # how long a listener trusts the network's allowing the plugin before reading it again
 LINGER_SECONDS = 0.05  # the wait for more stored messages before applying what came
 RETRY_SECONDS = 2.0  # after a database failure while applying stored messages
 
@@ -140,7 +142,8 @@ async def apply(
         if not isolate:
             raise
         return "error", record.error
-    record.status, record.effects, record.applied_at, record.error = "accepted", applied, utcnow(), None
+    record.status, record.effects, record.applied_at = "accepted", applied, utcnow()
+    record.error = record.error_location = None
     record.applied_control_id = result.control_id
     invoke.record_success(row)
     return "accepted", None
@@ -185,6 +188,7 @@ class Feed:
     ack: AckMode = "applied"
     _queue: asyncio.Queue[uuid.UUID] = field(default_factory=asyncio.Queue, init=False, repr=False)
     _readings: dict[uuid.UUID, InboundResult] = field(default_factory=dict, init=False, repr=False)
+    _allowed_until: float = field(default=0.0, init=False, repr=False)
 
     @property
     def tenant_id(self) -> uuid.UUID:
@@ -210,6 +214,11 @@ class Feed:
         row = await session.scalar(_ENABLEMENT, {"plugin": self.plugin.name})
         if row is None or not row.enabled:
             raise LookupError(f"{self.plugin.name} is not enabled for {self.tenant.slug}")
+        now = time.monotonic()
+        if now >= self._allowed_until:  # the network admin's word, read again every few seconds
+            if not await plugin_allowed(session, self.plugin.name):
+                raise LookupError(f"the network does not allow {self.plugin.name}")
+            self._allowed_until = now + POLICY_SECONDS
         return row, config_of(self.settings.plugin_secret_keys, row)
 
     async def _store(self, message: InboundMessage) -> tuple[str, str | None, dict[str, object]]:

@@ -15,7 +15,7 @@ from core.errors import Conflict, NotFound
 from core.plugins import invoke
 from core.plugins.models import InboundMessageRecord, PluginEnablement
 from core.plugins.registry import registry
-from core.plugins.service import config_of
+from core.plugins.service import config_of, plugin_allowed
 from core.principal import Principal
 from core.settings import Settings
 from plugin_sdk.payloads import InboundMessage
@@ -81,6 +81,8 @@ async def replay(session: AsyncSession, principal: Principal, message_id: uuid.U
     row = await session.scalar(select(PluginEnablement).where(PluginEnablement.plugin == record.plugin))
     if plugin is None or row is None or not row.enabled:
         raise Conflict(f"{record.plugin} is not installed and enabled for this tenant", field="message_id")
+    if not await plugin_allowed(session, record.plugin):
+        raise Conflict(f"the network does not allow {record.plugin}", field="message_id")
     tenant = await session.get(Tenant, principal.tenant_id)
     assert tenant is not None
     info = invoke.tenant_info(tenant)

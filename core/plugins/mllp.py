@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 START, END = b"\x0b", b"\x1c\x0d"
 __all__ = ["CONTENT_TYPE", "END", "START", "Feed", "Framer", "FramingError", "decode", "frame", "serve"]
 MAX_MESSAGE_BYTES = 1 << 20
+DRAIN_SECONDS = 60.0
 
 
 class FramingError(Exception):
@@ -86,8 +87,11 @@ async def serve(feed: Feed, host: str, port: int, stop: asyncio.Event) -> None:
     try:
         async with server:
             await stop.wait()
-        if applier is not None:
-            await feed.drain()  # everything acknowledged is applied before the listener goes
+        if applier is not None:  # everything acknowledged is applied before the listener goes, unless the
+            try:  # database stays away: then it waits, received, for the next listener of the tenant
+                await asyncio.wait_for(feed.drain(), DRAIN_SECONDS)
+            except TimeoutError:
+                log.warning("stopping with stored messages not applied; the next listener applies them")
     finally:
         if applier is not None:
             applier.cancel()

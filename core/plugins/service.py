@@ -20,6 +20,8 @@ from core.plugins.models import PluginEnablement, PluginPolicy
 from core.plugins.registry import Installed, registry
 from core.plugins.schemas import EnablementIn, PluginOut, PluginStatus, PolicyIn, PolicyOut
 from core.principal import Principal
+from tenants.context import get_tenant_id
+from tenants.models import Tenant
 from tenants.scope import network_wide
 
 RESOURCE = "Plugin"
@@ -95,6 +97,16 @@ async def policies_in(session: AsyncSession, network_id: uuid.UUID) -> dict[str,
     """The network admin's word on each plugin that has one (a plugin without a policy is allowed)."""
     rows = await session.scalars(select(PluginPolicy).where(PluginPolicy.network_id == network_id))
     return {row.plugin: row for row in rows}
+
+
+async def plugin_allowed(session: AsyncSession, plugin: str) -> bool:
+    """Whether the current tenant's network allows ``plugin`` (no policy: allowed)."""
+    policy = await session.scalar(
+        select(PluginPolicy)
+        .join(Tenant, Tenant.network_id == PluginPolicy.network_id)
+        .where(Tenant.id == get_tenant_id(), PluginPolicy.plugin == plugin)
+    )
+    return policy is None or policy.allowed
 
 
 async def list_plugins(session: AsyncSession, principal: Principal) -> list[PluginOut]:

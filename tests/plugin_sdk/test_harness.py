@@ -179,3 +179,11 @@ async def test_the_http_client_is_closed_with_the_harness() -> None:
     async with PluginHarness(module()) as hub:
         assert not hub.context.http.is_closed
     assert hub.context.http.is_closed
+
+
+def test_each_missing_key_is_named_at_its_own_path() -> None:
+    """Several required keys missing: one problem at each key's path (each used to name the first)."""
+    schema = {**SCHEMA, "required": ["base_url", "region", "api_key"]}
+    with pytest.raises(ConfigRefused) as refused:
+        PluginHarness(module(config_schema=schema), config={"base_url": "https://ehr.example.org"})
+    assert sorted(problem.path for problem in refused.value.problems) == ["api_key", "region"]

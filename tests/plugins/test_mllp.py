@@ -308,3 +308,44 @@ def test_the_listener_command_offers_each_acknowledgement_mode() -> None:
     assert args.ack == "applied"
     for mode in ACK_MODES:
         assert build_parser().parse_args(["mllp", "--tenant", "t", "--port", "1", "--ack", mode]).ack == mode
+
+
+@pytest.fixture
+def policy_read_each_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Listeners read the network's word at every message (by default they trust it for 5 s)."""
+    from core.plugins import feed
+
+    monkeypatch.setattr(feed, "POLICY_SECONDS", 0.0)
+
+
+async def test_a_plugin_the_network_forbids_takes_no_message_and_no_replay(
+    settings: Settings, world: World, policy_read_each_time: None, listener: tuple[int, asyncio.Event], client: Any
+) -> None:
+    """The network admin forbids the plugin: the tenant's running listener stores nothing more (AR: send it
+    again once allowed) within a few seconds, and a replay of a kept message is refused (409)."""
+    from tests.conftest import login
+
+    port, _stop = listener
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(mllp.frame("CTRL=N-0\rREF=T-404\rOBX=718-7^7.1^low"))  # kept in error, for the replay below
+    assert (await _replies(reader, 1))[0].startswith("ACK|error|N-0|")
+    network = await login(client, "net@test.example", None)
+    forbidden = await client.put("/api/v1/network/plugins/pipe_feed", json={"allowed": False}, headers=network)
+    assert forbidden.status_code == 200, forbidden.text
+    writer.write(mllp.frame("CTRL=N-1\rPAT=T-95^Nat^Banned^1970-01-01"))
+    assert await _replies(reader, 1) == ["ACK|rejected|N-1|the message could not be stored; send it again"]
+    writer.close()
+    assert await _count(settings, world.tenant_a, select(func.count()).select_from(Patient)) == 0
+    admin = await login(client, "admin.a@test.example", "hospital-a")
+    [kept] = (await client.get("/api/v1/inbound-messages?status=error", headers=admin)).json()
+    refused = await client.post(f"/api/v1/inbound-messages/{kept['id']}/replay", headers=admin)
+    assert refused.status_code == 409 and "network" in refused.json()["detail"], refused.text
+
+
+def test_the_plugins_command_makes_a_secret_key(capsys: pytest.CaptureFixture[str]) -> None:
+    from cryptography.fernet import Fernet
+
+    from api.cli import main
+
+    assert main(["plugins", "new-key"]) == 0
+    Fernet(capsys.readouterr().out.strip())  # a key the settings take
