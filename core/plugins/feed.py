@@ -166,6 +166,23 @@ async def interpret(
     return await apply(session, plugin, row, record, result, isolate=True)
 
 
+def fallback_ack(text: str) -> str:
+    """The AR the host sends when the plugin built no reply: a plain HL7 v2 ACK (MSH and MSA) answering the
+    message's own MSH as far as it can be read, so that the sender's engine can still match it and resend."""
+    first = text.replace("\n", "\r").split("\r", 1)[0]
+    fields = first.split(first[3]) if first.startswith("MSH") and len(first) > 3 else []
+
+    def field(n: int) -> str:  # MSH-n, the sender's delimiters and line breaks taken out
+        value = fields[n - 1] if 0 < n <= len(fields) else ""
+        return "".join(c for c in value.split(first[4:5] or "^")[0] if c not in "|^~\\&\r\n")[:50]
+
+    stamp = utcnow().strftime("%Y%m%d%H%M%S%z")
+    return (
+        f"MSH|^~\\&|CAREHUB||{field(3)}|{field(4)}|{stamp}||ACK|CH{uuid.uuid4().hex[:18].upper()}|P|"
+        f"{field(12) or '2.5.1'}\rMSA|AR|{field(10)}|carehub could not build an acknowledgement; send it again\r"
+    )
+
+
 def _message(record: InboundMessageRecord) -> InboundMessage:
     return InboundMessage(
         id=str(record.id),
@@ -281,7 +298,7 @@ class Feed:
         except invoke.PluginFailed as exc:
             log.warning("no reply from %s: %s", self.plugin.name, exc)
             reply = None
-        return reply or "MSA|AR||carehub could not build an acknowledgement\r"
+        return reply or fallback_ack(message.text)
 
     async def _keep_unstorable(self, record: InboundMessageRecord, exc: Exception) -> tuple[str, str | None]:
         """A message whose transaction the database refused (a value too long for its column, an identifier named

@@ -349,3 +349,24 @@ def test_the_plugins_command_makes_a_secret_key(capsys: pytest.CaptureFixture[st
 
     assert main(["plugins", "new-key"]) == 0
     Fernet(capsys.readouterr().out.strip())  # a key the settings take
+
+
+@pytest.mark.parametrize(
+    ("text", "control", "version"),
+    [
+        ("MSH|^~\\&|EPIC|GOODHOSP|CAREHUB|RIVERNET|20260105||ADT^A01|X1|P|2.5.1\rPID|1", "X1", "2.5.1"),
+        ("MSH#^~\\&#EP|IC#GOOD#C#R#2026##ADT#C-9#P#2.3", "C-9", "2.3"),
+        ("not hl7 at all", "", "2.5.1"),
+    ],
+)
+def test_without_a_plugin_reply_the_host_answers_a_readable_ar(text: str, control: str, version: str) -> None:
+    """When the plugin builds no reply, the sender still gets an HL7 ACK it can match: MSH, and MSA AR with the
+    message's control id (the sender resends it)."""
+    from hl7apy.consts import VALIDATION_LEVEL
+    from hl7apy.parser import parse_message
+
+    from core.plugins.feed import fallback_ack
+
+    ack = parse_message(fallback_ack(text), validation_level=VALIDATION_LEVEL.TOLERANT, find_groups=False)
+    assert ack.msh.msh_12.to_er7() == version and ack.msh.msh_9.to_er7() == "ACK"
+    assert ack.msa.msa_1.to_er7() == "AR" and ack.msa.msa_2.to_er7() == control
