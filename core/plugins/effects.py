@@ -50,6 +50,11 @@ _VALUE_LENGTH: int = PatientIdentifier.__table__.c.value.type.length  # type: ig
 _CONTACT_FIELDS = frozenset({"phone", "email", "address", "language"})
 
 
+# The content type of a pulled record the host refused, kept for review as an inbound message (its text is the
+# effect as JSON): a replay applies it again.
+EFFECT_CONTENT_TYPE = "application/vnd.carehub.effect+json"
+
+
 class EffectRejected(Exception):
     def __init__(self, index: int, kind: str, reason: str) -> None:
         super().__init__(f"effect {index} ({kind}): {reason}")

@@ -13,11 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import audit
 from core.errors import Conflict, NotFound
 from core.plugins import invoke
+from core.plugins.effects import EFFECT_CONTENT_TYPE
 from core.plugins.models import InboundMessageRecord, PluginEnablement
-from core.plugins.registry import registry
+from core.plugins.registry import Installed, registry
 from core.plugins.service import config_of, plugin_allowed
 from core.principal import Principal
 from core.settings import Settings
+from plugin_sdk.effects import AnyEffect, InboundResult
 from plugin_sdk.payloads import InboundMessage
 from tenants.models import Tenant
 
@@ -86,16 +88,19 @@ async def replay(session: AsyncSession, principal: Principal, message_id: uuid.U
     tenant = await session.get(Tenant, principal.tenant_id)
     assert tenant is not None
     info = invoke.tenant_info(tenant)
-    message = InboundMessage(
-        id=str(record.id),
-        content_type=record.content_type,
-        text=record.text,
-        received_at=record.received_at,
-        peer=record.peer,
-    )
-    outcome, error = await interpret(
-        session, plugin, row, config_of(settings.plugin_secret_keys, row), info, settings, record, message
-    )
+    if record.content_type == EFFECT_CONTENT_TYPE:  # a pulled record the host refused: applied again as it is
+        outcome, error = await _apply_kept(session, plugin, row, record)
+    else:
+        message = InboundMessage(
+            id=str(record.id),
+            content_type=record.content_type,
+            text=record.text,
+            received_at=record.received_at,
+            peer=record.peer,
+        )
+        outcome, error = await interpret(
+            session, plugin, row, config_of(settings.plugin_secret_keys, row), info, settings, record, message
+        )
     audit.record(
         session,
         principal.actor,
@@ -108,3 +113,16 @@ async def replay(session: AsyncSession, principal: Principal, message_id: uuid.U
     if record.status == "accepted":
         record.status = "replayed"
     return to_out(record)
+
+
+async def _apply_kept(
+    session: AsyncSession, plugin: Installed, row: PluginEnablement, record: InboundMessageRecord
+) -> tuple[str, str | None]:
+    from core.plugins.feed import apply
+
+    try:
+        effect = msgspec.json.decode(record.text.encode(), type=AnyEffect)
+    except msgspec.ValidationError as exc:
+        record.error = f"the kept record cannot be read: {exc}"
+        return "error", record.error
+    return await apply(session, plugin, row, record, InboundResult(control_id=None, effects=[effect]), isolate=True)

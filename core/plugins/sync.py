@@ -3,10 +3,12 @@ handler calls the pull hooks of each plugin the tenant enabled whose ``sync_inte
 
 Per plugin, the pulls run in the order of :data:`plugin_sdk.hookspecs.PULL_HOOKS` (patients first). Each page's
 effects are applied in a savepoint of the job's transaction and its watermark stored with them, so a page is
-applied once with its watermark or not at all. A failing call or a refused page stops that plugin for this run
-(the breaker counts it, the error is shown to the tenant's admins and audited); the other plugins and the core's
-jobs go on. A run takes at most ``PAGES_PER_RUN`` pages per hook and stops early when half the job time limit is
-spent; the next tick goes on from the stored watermarks (the sync time is set only once every pull is caught up).
+applied once with its watermark or not at all. A failing call stops that plugin for this run (the breaker counts
+it, the error is shown to the tenant's admins and audited); the other plugins and the core's jobs go on. A page
+with a record the host refuses is applied record by record instead, the refused ones kept for review and replay
+(:func:`keep_refused`), and the pull goes on. A run takes at most ``PAGES_PER_RUN`` pages per hook and stops
+early when half the job time limit is spent; the next tick goes on from the stored watermarks (the sync time is
+set only once every pull is caught up).
 """
 
 from __future__ import annotations
@@ -16,18 +18,20 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core import audit
 from core.db import utcnow
 from core.plugins import invoke
-from core.plugins.effects import Applier, EffectRejected
-from core.plugins.models import PluginEnablement
+from core.plugins.effects import EFFECT_CONTENT_TYPE, Applier, EffectRejected, actor_for
+from core.plugins.models import InboundMessageRecord, PluginEnablement
 from core.plugins.outcomes import failed
 from core.plugins.registry import Installed, registry
 from core.plugins.service import config_of, policies_in
 from core.settings import Settings
-from plugin_sdk.effects import PullBatch
+from plugin_sdk.effects import AnyEffect, PullBatch
 from plugin_sdk.hookspecs import PULL_HOOKS
 from plugin_sdk.payloads import TenantInfo
 from tenants.models import Tenant
@@ -68,6 +72,51 @@ async def sync_tenant(session: AsyncSession, event: Event) -> None:
     await session.flush()
 
 
+async def keep_refused(
+    session: AsyncSession, row: PluginEnablement, plugin: Installed, hook: str, effects: list[AnyEffect]
+) -> int:
+    """Apply ``effects`` one by one, each in a savepoint; keep each refused one, with the reason, where the
+    tenant's admins review inbound messages (``GET /api/v1/inbound-messages?status=error``), and audit the
+    page's refusals. How many were refused."""
+    refused: list[str] = []
+    applier = Applier(session, plugin.manifest)
+    for effect in effects:
+        try:
+            async with session.begin_nested():
+                await applier.apply_all([effect])
+        except EffectRejected as exc:
+            reason = exc.reason
+            refused.append(reason)
+            session.add(
+                InboundMessageRecord(
+                    plugin=row.plugin,
+                    content_type=EFFECT_CONTENT_TYPE,
+                    text=msgspec.json.encode(effect).decode(),
+                    status="error",
+                    summary=f"{hook}: {type(effect).__name__} refused"[:300],
+                    error=reason[:2000],
+                    received_at=utcnow(),
+                )
+            )
+            applier = Applier(session, plugin.manifest)  # what it had read may have rolled back with the savepoint
+    audit.record(
+        session,
+        actor_for(row.plugin),
+        action="plugin.records_refused",
+        resource_type="Plugin",
+        resource_id=row.plugin,
+        outcome="failure",
+        detail={
+            "plugin": row.plugin,
+            "hook": hook,
+            "refused": len(refused),
+            "first": refused[0][:500] if refused else None,
+        },
+    )
+    log.warning("%s: %s kept %d refused records for review", row.plugin, hook, len(refused))
+    return len(refused)
+
+
 async def _pull(
     session: AsyncSession,
     row: PluginEnablement,
@@ -93,9 +142,10 @@ async def _pull(
             try:
                 async with session.begin_nested():
                     await Applier(session, plugin.manifest).apply_all(batch.effects)
-            except EffectRejected as exc:
-                failed(session, row, settings, hook, f"plugin {row.plugin}: {hook} page refused: {exc}")
-                return False
+            except EffectRejected:
+                # One bad record must not hold the pull up for ever: the page's effects one by one, the refused
+                # ones kept for review (and replay) as inbound messages in error, the rest applied.
+                await keep_refused(session, row, plugin, hook, batch.effects)
             invoke.record_success(row)
             row.watermarks = {**(row.watermarks or {}), hook: batch.watermark}
             if not batch.more:

@@ -116,3 +116,36 @@ async def test_a_failing_ehr_opens_the_breaker_and_the_job_goes_on(
     seen = (await client.get("/api/v1/plugins/ehr_fhir", headers=admin)).json()
     assert seen["status"]["failures"] == 2 and seen["status"]["breaker_open_until"] is not None
     assert seen["status"]["last_error"]
+
+
+async def test_a_record_carehub_refuses_is_kept_for_review_and_the_pull_goes_on(
+    client: AsyncTestClient[Any], world: World, loopback: Settings, ehr: FhirServer
+) -> None:
+    """The EHR holds a patient born in 2099: that patient is refused (and so is their stay, whose patient is now
+    unknown), each kept with its reason where admins review inbound messages; every other record is imported and
+    the sync catches up (it used to stop at that page at every tick). Once the patient exists, the kept stay is
+    replayed into the record."""
+    from tests.factories import patient_body
+    from tests.plugins.fhir_server import MRN_SYSTEM
+
+    ehr.touch("Patient/p2", birthDate="2099-01-01")
+    admin = await login(client, "admin.a@test.example", "hospital-a")
+    config = {"base_url": ehr.base_url, "auth": "bearer", "bearer_token": TOKEN, "page_size": 7}
+    assert (await client.put("/api/v1/plugins/ehr_fhir", json={"config": config}, headers=admin)).status_code == 200
+    await _run_sync(loopback, world.tenant_a)
+    row = await _row(loopback, world.tenant_a)
+    assert row.synced_at is not None and row.failures == 0  # caught up: the plugin did nothing wrong
+    assert await _count(loopback, world.tenant_a, Patient) >= 20
+    kept = (await client.get("/api/v1/inbound-messages?status=error", headers=admin)).json()
+    reasons = {m["summary"]: m["error"] for m in kept}
+    assert "birth_date is in the future" in reasons["carehub_ehr_pull_patients: UpsertPatient refused"]
+    stay = next(m for m in kept if m["summary"] == "carehub_ehr_pull_encounters: RecordEncounter refused")
+    assert "no patient of this tenant" in stay["error"]
+
+    body = patient_body("MRN1002", identifiers=[{"system": MRN_SYSTEM, "value": "MRN1002"}])
+    assert (await client.post("/api/v1/patients", json=body, headers=admin)).status_code == 201
+    replayed = await client.post(f"/api/v1/inbound-messages/{stay['id']}/replay", headers=admin)
+    assert replayed.status_code == 200 and replayed.json()["status"] == "replayed", replayed.text
+    encounters = await _count(loopback, world.tenant_a, Encounter)
+    again = await client.post(f"/api/v1/inbound-messages/{stay['id']}/replay", headers=admin)
+    assert again.status_code == 409 and await _count(loopback, world.tenant_a, Encounter) == encounters
