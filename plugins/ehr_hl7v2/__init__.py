@@ -39,7 +39,9 @@ MANIFEST = Manifest(
     vendor="carehub",
     hooks=("carehub_inbound_message", "carehub_inbound_reply"),
     config_schema=CONFIG_SCHEMA,
-    data_categories=("demographics", "clinical_results"),
+    # The labels too: a stay is labelled by its diagnoses (plugin_sdk.labels), and the host takes a labelled
+    # record only from a plugin that declares the label.
+    data_categories=("demographics", "clinical_results", "substance_use_disorder", "behavioral_health", "social_needs"),
 )
 
 

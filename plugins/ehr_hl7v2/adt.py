@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from plugin_sdk.effects import AnyEffect, MergePatient, RecordEncounter, UpsertPatient
+from plugin_sdk.labels import strongest
 from plugin_sdk.payloads import Coding, EncounterRecord, PatientRef
 from plugins.ehr_hl7v2 import patient, tables
 from plugins.ehr_hl7v2.config import Settings
@@ -105,6 +106,7 @@ def encounter(message: Message, trigger: str, ref: PatientRef, settings: Setting
     if trigger == "A03":
         discharged = _time(message, pv1, 45, settings, "discharge date/time", fallback=True)
     stamp = admitted.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    found = diagnoses(message)
     return EncounterRecord(
         external_id=pv1.text(19) or f"{ref.identifiers[0].value}@{stamp}",
         patient=ref,
@@ -113,8 +115,10 @@ def encounter(message: Message, trigger: str, ref: PatientRef, settings: Setting
         admitted_at=admitted,
         discharged_at=discharged,
         disposition=tables.disposition(pv1.text(36)) if trigger == "A03" else None,
-        diagnoses=diagnoses(message),
+        diagnoses=found,
         location=location(pv1),
+        # A stay for a substance use disorder or a psychiatric one is shared only as its consent allows.
+        data_category=strongest(found) if settings.label_diagnoses else None,
     )
 
 

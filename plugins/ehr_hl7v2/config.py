@@ -61,6 +61,14 @@ CONFIG_SCHEMA: Mapping[str, Any] = {
             "default": list(DEFAULT_OBSERVATION_TYPES),
             "description": "The PV1-18 patient types (or PV1-2 classes) that make a stay an observation stay",
         },
+        "label_diagnoses": {
+            "type": "boolean",
+            "default": True,
+            "description": (
+                "Label a stay by its DG1 diagnoses (ICD-10-CM F10-F19 substance use disorder, psychiatric F codes "
+                "behavioural health, Z55-Z65 social needs), so that other facilities see it only as consent allows"
+            ),
+        },
     },
 }
 
@@ -81,6 +89,7 @@ class Settings:
     timezone: str = "UTC"
     critical_flags: frozenset[str] = frozenset(DEFAULT_CRITICAL_FLAGS)
     observation_types: frozenset[str] = frozenset(DEFAULT_OBSERVATION_TYPES)
+    label_diagnoses: bool = True
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> Settings:
@@ -97,6 +106,7 @@ class Settings:
             observation_types=frozenset(
                 t.upper() for t in (DEFAULT_OBSERVATION_TYPES if observation is None else observation)
             ),
+            label_diagnoses=bool(config.get("label_diagnoses", True)),
         )
 
     @property

@@ -206,7 +206,35 @@ async def test_other_content_types_are_not_this_plugins() -> None:
         with_charset = inbound(text, content_type="Application/HL7-v2; charset=utf-8")
         assert await hub.call("carehub_inbound_message", message=with_charset) is not None
     assert ehr_hl7v2.MANIFEST.hooks == ("carehub_inbound_message", "carehub_inbound_reply")
-    assert ehr_hl7v2.MANIFEST.data_categories == ("demographics", "clinical_results")
+    assert ehr_hl7v2.MANIFEST.data_categories == (
+        "demographics",
+        "clinical_results",
+        "substance_use_disorder",
+        "behavioral_health",
+        "social_needs",
+    )
+
+
+@pytest.mark.parametrize(
+    ("config", "diagnosis", "label"),
+    [
+        ({}, "F11.20^Opioid dependence, uncomplicated^I10", "substance_use_disorder"),
+        ({}, "F32.9^Major depressive disorder, single episode^I10", "behavioral_health"),
+        ({}, "Z59.0^Homelessness^I10", "social_needs"),
+        ({}, "I50.9^Heart failure, unspecified^I10", None),
+        ({"label_diagnoses": False}, "F11.20^Opioid dependence, uncomplicated^I10", None),
+    ],
+)
+async def test_a_stay_is_labelled_by_its_diagnoses(config: dict[str, Any], diagnosis: str, label: str | None) -> None:
+    """HL7 v2 marks no record sensitive: the stay takes the label of its most protective DG1 diagnosis (so the
+    consent rules guard it like any labelled record), unless the tenant turned that off."""
+    text = corpus_text("epic_adt_a01_admit_v251.hl7").replace(
+        "DG1|2||E11.9^Type 2 diabetes mellitus without complications^I10", f"DG1|2||{diagnosis}"
+    )
+    async with PluginHarness(ehr_hl7v2, config=config) as hub:
+        result = await hub.call("carehub_inbound_message", message=inbound(text))
+    [stay] = [e.encounter for e in result.effects if hasattr(e, "encounter")]
+    assert stay.data_category == label
 
 
 async def test_the_ack_answers_the_sender() -> None:
