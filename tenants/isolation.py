@@ -234,6 +234,13 @@ def append(session: AsyncSession, model: type[Any], row: dict[str, Any], *, tena
     pending.setdefault(cast(Table, model.__table__), []).append(row)
 
 
+async def write_pending(session: AsyncSession) -> None:
+    """Write the rows appended so far now: before a savepoint that may roll back, so that they are not written
+    inside it (by its first statement) and lost with it."""
+    if _PENDING in session.sync_session.info:
+        await session.run_sync(_write_pending)
+
+
 _PENDING = "carehub.pending_rows"
 
 

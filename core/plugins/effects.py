@@ -16,6 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit, outbox, staff
@@ -29,6 +30,7 @@ from core.results.models import LabResult
 from core.tasks.automatic import add_task
 from core.tasks.models import Task
 from plugin_sdk import effects as fx
+from plugin_sdk.labels import PROTECTION
 from plugin_sdk.manifest import Manifest
 from plugin_sdk.payloads import PatientRecord, PatientRef
 from tenants.isolation import append
@@ -59,6 +61,20 @@ class EffectRejected(Exception):
     def __init__(self, index: int, kind: str, reason: str) -> None:
         super().__init__(f"effect {index} ({kind}): {reason}")
         self.index, self.kind, self.reason = index, kind, reason
+
+
+def database_refusal(exc: BaseException) -> str | None:
+    """Why the database refused a record's values (SQLSTATE class 22, a data exception such as a value too long
+    for its column, or 23, an integrity constraint), or None for any other failure (the database itself, to be
+    tried again). asyncpg's errors reach us as plain DBAPIError with the state on the driver's exception."""
+    if not isinstance(exc, DBAPIError):
+        return None
+    orig = exc.orig
+    state = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
+    if not isinstance(exc, IntegrityError | DataError) and not (state and str(state)[:2] in ("22", "23")):
+        return None
+    text = str(orig if orig is not None else exc).strip().splitlines()
+    return f"the record would not take this: {text[0][:300] if text else type(exc).__name__}"
 
 
 def actor_for(plugin: str) -> audit.Actor:
@@ -418,8 +434,11 @@ class Applier:
         row.patient_id = patient_id
         row.kind, row.status, row.location = data.kind, data.status, data.location
         row.admitted_at, row.discharged_at, row.disposition = data.admitted_at, data.discharged_at, data.disposition
-        row.diagnoses = [{"system": c.system, "code": c.code, "display": c.display} for c in data.diagnoses]
-        row.data_category = data.data_category
+        # A transfer or a discharge seldom repeats the diagnoses: the stay keeps those it has, and its label is
+        # never lowered by a message (the most protective of the two stays; a privacy officer may change it).
+        if data.diagnoses or row.diagnoses is None:
+            row.diagnoses = [{"system": c.system, "code": c.code, "display": c.display} for c in data.diagnoses]
+        row.data_category = most_protective(row.data_category, data.data_category)
         self._audit("encounter.record", "Encounter", row.id, patient_id, status=row.status, kind=row.kind)
         if row.discharged_at is not None and not was_discharged and row.status != "cancelled":
             outbox.emit(
@@ -499,6 +518,11 @@ _KEYED: tuple[tuple[type[Any], str], ...] = (
     (Condition, "condition"),
     (LabResult, "observation"),
 )
+
+
+def most_protective(*labels: str | None) -> str | None:
+    """The most protective of these sensitivity labels (None: none of them)."""
+    return next((label for label in PROTECTION if label in labels), None)
 
 
 def kind_field(effect: fx.Effect) -> str:

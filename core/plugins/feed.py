@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.exc import DataError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db import utcnow
 from core.plugins import invoke
-from core.plugins.effects import Applier, EffectRejected
+from core.plugins.effects import Applier, EffectRejected, database_refusal
 from core.plugins.models import InboundMessageRecord, PluginEnablement
 from core.plugins.registry import Installed
 from core.plugins.service import config_of, plugin_allowed
@@ -272,9 +272,12 @@ class Feed:
             async with self.db() as session, session.begin():
                 session.add(record)
             return "error", record.error, config
-        except (IntegrityError, DataError) as exc:  # the record would not take it: kept in error, not resent
+        except DBAPIError as exc:  # the record would not take it: kept in error, not resent
             self._readings.pop(record.id, None)
-            outcome, error = await self._keep_unstorable(record, exc)
+            reason = database_refusal(exc)
+            if reason is None:
+                raise  # the database itself: answered AR, the sender sends it again
+            outcome, error = await self._keep_unstorable(record, reason)
             return outcome, error, config
         except BaseException:
             self._readings.pop(record.id, None)
@@ -300,7 +303,7 @@ class Feed:
             reply = None
         return reply or fallback_ack(message.text)
 
-    async def _keep_unstorable(self, record: InboundMessageRecord, exc: Exception) -> tuple[str, str | None]:
+    async def _keep_unstorable(self, record: InboundMessageRecord, reason: str) -> tuple[str, str | None]:
         """A message whose transaction the database refused (a value too long for its column, an identifier named
         twice, the same control id applied by another connection at the same moment): a repeat when its control
         id is now applied, else kept in error with the database's reason (sending it again would fail again)."""
@@ -312,7 +315,6 @@ class Feed:
                 if earlier is not None:
                     earlier.repeats += 1
                     return "accepted", None
-            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:300]
             kept = InboundMessageRecord(
                 id=record.id,
                 plugin=record.plugin,
@@ -323,7 +325,7 @@ class Feed:
                 status="error",
                 control_id=(record.control_id or "")[:200] or None,
                 summary=(record.summary or "")[:300] or None,
-                error=f"the record would not take this message: {reason}",
+                error=reason,
             )
             session.add(kept)
             return "error", kept.error
@@ -421,11 +423,11 @@ class Feed:
             except EffectRejected as exc:
                 assert current is not None
                 raise _Refused(current, str(exc)) from None
-            except (IntegrityError, DataError) as exc:
-                if len(taken) != 1:
-                    raise _Refused(None, str(exc)) from None
-                reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:300]
-                raise _Refused(taken[0], f"the record would not take this message: {reason}") from None
+            except DBAPIError as exc:
+                reason = database_refusal(exc)
+                if reason is None:
+                    raise  # the database itself: the messages stay received, tried again
+                raise _Refused(taken[0] if len(taken) == 1 else None, reason) from None
         for one in taken:
             self._readings.pop(one, None)
         return len(taken)

@@ -20,12 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit
 from core.db import utcnow
 from core.plugins import invoke
-from core.plugins.effects import EFFECT_CONTENT_TYPE, Applier, EffectRejected, actor_for
+from core.plugins.effects import EFFECT_CONTENT_TYPE, Applier, EffectRejected, actor_for, database_refusal
 from core.plugins.models import InboundMessageRecord, PluginEnablement
 from core.plugins.outcomes import failed
 from core.plugins.registry import Installed, registry
@@ -34,6 +35,7 @@ from core.settings import Settings
 from plugin_sdk.effects import AnyEffect, PullBatch
 from plugin_sdk.hookspecs import PULL_HOOKS
 from plugin_sdk.payloads import TenantInfo
+from tenants.isolation import write_pending
 from tenants.models import Tenant
 
 log = logging.getLogger(__name__)
@@ -81,11 +83,14 @@ async def keep_refused(
     refused: list[str] = []
     applier = Applier(session, plugin.manifest)
     for effect in effects:
+        await write_pending(session)
         try:
             async with session.begin_nested():
                 await applier.apply_all([effect])
-        except EffectRejected as exc:
-            reason = exc.reason
+        except (EffectRejected, DBAPIError) as exc:
+            reason = exc.reason if isinstance(exc, EffectRejected) else database_refusal(exc)
+            if reason is None:
+                raise  # the database itself failed: the job is tried again
             refused.append(reason)
             session.add(
                 InboundMessageRecord(
@@ -113,6 +118,7 @@ async def keep_refused(
             "first": refused[0][:500] if refused else None,
         },
     )
+    await write_pending(session)  # now: a savepoint the caller opens next must not take the audit row with it
     log.warning("%s: %s kept %d refused records for review", row.plugin, hook, len(refused))
     return len(refused)
 
@@ -139,10 +145,13 @@ async def _pull(
             except invoke.PluginFailed as exc:
                 failed(session, row, settings, hook, str(exc))
                 return False
+            await write_pending(session)  # what earlier pages appended must not roll back with this one
             try:
                 async with session.begin_nested():
                     await Applier(session, plugin.manifest).apply_all(batch.effects)
-            except EffectRejected:
+            except (EffectRejected, DBAPIError) as exc:
+                if isinstance(exc, DBAPIError) and database_refusal(exc) is None:
+                    raise
                 # One bad record must not hold the pull up for ever: the page's effects one by one, the refused
                 # ones kept for review (and replay) as inbound messages in error, the rest applied.
                 await keep_refused(session, row, plugin, hook, batch.effects)

@@ -6,8 +6,6 @@ test's own: its messages are the JSON of an InboundResult, so each test says exa
 from __future__ import annotations
 
 import asyncio
-import types
-from collections.abc import AsyncIterator, Iterator
 from datetime import date
 from typing import Any
 
@@ -16,66 +14,18 @@ import pytest
 from sqlalchemy import func, select
 
 from core.audit import AuditEvent
-from core.db import make_engine, make_sessionmaker
 from core.patients.models import Patient, PatientIdentifier
 from core.plugins import feed as feed_module
 from core.plugins.feed import Feed
 from core.plugins.models import InboundMessageRecord, PluginEnablement
-from core.plugins.registry import registry
 from core.settings import Settings
-from plugin_sdk import InboundResult, Manifest, hookimpl
+from plugin_sdk import InboundResult
 from plugin_sdk import effects as fx
 from plugin_sdk.payloads import Identifier, PatientRecord, TenantInfo
 from tenants.context import tenant_context
 from tests.conftest import World
 
 SYSTEM = "urn:test:review"
-
-
-def _read(context: Any, message: Any) -> InboundResult | None:
-    return msgspec.json.decode(message.text.encode(), type=InboundResult)
-
-
-def _reply(context: Any, message: Any, outcome: str, error: str | None) -> str:
-    control = msgspec.json.decode(message.text.encode(), type=InboundResult).control_id
-    return f"ACK|{outcome}|{control}|{error or ''}"
-
-
-def _plugin() -> types.ModuleType:
-    module = types.ModuleType("carehub_json_feed")
-    _read.__name__, _reply.__name__ = "carehub_inbound_message", "carehub_inbound_reply"
-    module.carehub_inbound_message = hookimpl(_read)  # type: ignore[attr-defined]
-    module.carehub_inbound_reply = hookimpl(_reply)  # type: ignore[attr-defined]
-    module.MANIFEST = Manifest(  # type: ignore[attr-defined]
-        name="json_feed",
-        version="1",
-        sdk=">=1.0,<2",
-        title="review feed",
-        hooks=("carehub_inbound_message", "carehub_inbound_reply"),
-        data_categories=("demographics", "clinical_results"),
-    )
-    return module
-
-
-@pytest.fixture
-def json_feed() -> Iterator[Any]:
-    found = registry()
-    module = _plugin()
-    found.add(module, "test", "json_feed")
-    yield found.installed["json_feed"]
-    found.pm.unregister(module)
-    del found.installed["json_feed"]
-
-
-@pytest.fixture
-async def db(settings: Settings, world: World, json_feed: Any) -> AsyncIterator[Any]:
-    engine = make_engine(settings.database_url)
-    maker = make_sessionmaker(engine)
-    with tenant_context(world.tenant_a):
-        async with maker() as session, session.begin():
-            session.add(PluginEnablement(plugin="json_feed", enabled=True, config={}))
-    yield maker
-    await engine.dispose()
 
 
 def _feed(db: Any, settings: Settings, world: World, plugin: Any, ack: str = "stored") -> Feed:
