@@ -280,6 +280,14 @@ def _write_before_statement(state: ORMExecuteState) -> None:
         _write_pending(state.session)
 
 
+@event.listens_for(Session, "before_flush")
+def _write_before_flush(session: Session, _context: Any, _instances: Any) -> None:
+    """Appended rows before the unit of work's: an ORM object may refer to one (a feed's encounter to the patient
+    appended just before it)."""
+    if _PENDING in session.info:
+        _write_pending(session)
+
+
 @event.listens_for(Session, "before_commit")
 def _write_before_commit(session: Session) -> None:
     _write_pending(session)

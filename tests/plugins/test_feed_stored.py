@@ -247,3 +247,39 @@ async def test_an_identifier_too_long_for_the_record_is_kept_for_review(
     await feed.catch_up()
     statuses = await _statuses(db, world)
     assert (statuses["L-1"], statuses["L-2"], statuses["L-3"]) == ("accepted", "error", "accepted")
+
+
+async def test_admissions_and_their_stays_are_applied_together_in_one_transaction(
+    settings: Settings, world: World, json_feed: Any, db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """New patients (appended as plain rows) and their stays (ORM objects that refer to them) in one batch: the
+    rows are written before the unit of work's, so the batch goes through whole (it used to break the stay's
+    foreign key and fall back to one message a transaction, right but five times slower)."""
+    from datetime import UTC, datetime
+
+    from plugin_sdk.payloads import EncounterRecord, PatientRef
+
+    feed = _feed(db, settings, world, json_feed)
+    for n in range(3):
+        stay = fx.RecordEncounter(
+            encounter=EncounterRecord(
+                external_id=f"V-{n}",
+                patient=PatientRef(identifiers=(_ident(f"B-{n}"),)),
+                kind="inpatient",
+                admitted_at=datetime(2026, 1, 5, 8, tzinfo=UTC),
+            )
+        )
+        admission = msgspec.json.decode(_upsert(f"B-{n}", _ident(f"B-{n}")).encode(), type=InboundResult)
+        text = msgspec.json.encode(InboundResult(control_id=f"B-{n}", effects=[*admission.effects, stay])).decode()
+        await feed.receive(text, None)
+    calls: list[int] = []
+    real = feed._apply_oldest
+
+    async def counted(limit: int) -> int:
+        calls.append(limit)
+        return await real(limit)
+
+    monkeypatch.setattr(feed, "_apply_oldest", counted)
+    assert await feed.catch_up() == 3
+    assert calls == [feed_module.BATCH]  # one transaction, no refusal, no one-by-one
+    assert set((await _statuses(db, world)).values()) == {"accepted"}
