@@ -4,10 +4,10 @@ local FHIR server through the bundled ehr_fhir plugin."""
 
 from __future__ import annotations
 
-import asyncio
 import types
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -17,11 +17,12 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import select
 
 from core.audit import AuditEvent
-from core.db import make_engine, make_sessionmaker
+from core.db import make_engine, make_sessionmaker, utcnow
 from core.jobs.models import JobDelivery
 from core.jobs.runtime import JobRuntime, message_for
 from core.outbox import OutboxEvent
 from core.plugins import invoke
+from core.plugins.models import PluginEnablement
 from core.plugins.registry import registry
 from core.settings import Settings
 from plugin_sdk import Manifest, PluginContext, hookimpl
@@ -43,7 +44,7 @@ def settings(settings: Settings) -> Iterator[Settings]:
         update={
             "plugin_allow_networks": ["127.0.0.0/8"],
             "plugin_breaker_failures": 2,
-            "plugin_breaker_cooldown_ms": 300,
+            "plugin_breaker_cooldown_ms": 60_000,  # a test ends the cool-down itself (_cool_down), never a clock
             "job_min_backoff_ms": 10,
         }
     )
@@ -145,6 +146,20 @@ async def _deliver(settings: Settings, tenant_id: uuid.UUID, handler: str, topic
                 return len(list(await session.scalars(select(JobDelivery).where(JobDelivery.handler == handler))))
     finally:
         await runtime.dispose()
+        await engine.dispose()
+
+
+async def _cool_down(settings: Settings, tenant_id: uuid.UUID, plugin: str) -> None:
+    """The breaker's cool-down passes now (a sleep would race a slow machine: the breaker closing before the test
+    looked at it open)."""
+    engine = make_engine(settings.database_url)
+    try:
+        with tenant_context(tenant_id):
+            async with make_sessionmaker(engine)() as session, session.begin():
+                row = await session.scalar(select(PluginEnablement).where(PluginEnablement.plugin == plugin))
+                assert row is not None and row.open_until is not None
+                row.open_until = utcnow() - timedelta(seconds=1)
+    finally:
         await engine.dispose()
 
 
@@ -281,7 +296,7 @@ async def test_a_failing_ehr_is_retried_without_pushing_again_where_it_worked(
     assert len(ehr.requests) == asked
     assert len(spy.plans) == 1  # the spy had it from the first attempt: never sent again
 
-    await asyncio.sleep(0.4)  # the cooldown passes: the next retry is the trial call
+    await _cool_down(settings, world.tenant_a, "ehr_fhir")  # the next retry is the trial call
     assert await _deliver(settings, world.tenant_a, PLAN_HANDLER, topics) == 0
     assert len(ehr.pushed) == 1 and len(spy.plans) == 1
     status = (await client.get("/api/v1/plugins/ehr_fhir", headers=admin)).json()["status"]
