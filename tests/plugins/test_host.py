@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import types
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from core.db import utcnow
 from core.plugins import channels, invoke
 from core.plugins.models import PluginEnablement
 from core.plugins.registry import load
@@ -81,7 +83,7 @@ def _row() -> PluginEnablement:
 
 
 async def test_crash_hang_and_garbage_are_contained_and_open_the_breaker() -> None:
-    settings = base_settings(plugin_timeout_ms=200, plugin_breaker_failures=3, plugin_breaker_cooldown_ms=300)
+    settings = base_settings(plugin_timeout_ms=200, plugin_breaker_failures=3, plugin_breaker_cooldown_ms=60_000)
     found = load((), installed=False)
     behaviour = {"mode": "crash"}
 
@@ -105,7 +107,8 @@ async def test_crash_hang_and_garbage_are_contained_and_open_the_breaker() -> No
     behaviour["mode"] = "ok"
     with pytest.raises(invoke.PluginFailed, match="circuit breaker is open"):
         await invoke.contained(row, plugin, "carehub_health_check", tenant=None, config={}, settings=settings)
-    await asyncio.sleep(0.35)  # the cool-down passes: one trial call, which succeeds and closes the breaker
+    row.open_until = utcnow() - timedelta(seconds=1)  # the cool-down passes (no clock to race on a slow machine)
+    # one trial call, which succeeds and closes the breaker
     result = await invoke.contained(row, plugin, "carehub_health_check", tenant=None, config={}, settings=settings)
     assert result == Health(ok=True, detail="fine") and row.failures == 0 and not invoke.breaker_open(row)
 
