@@ -42,5 +42,9 @@ def label_of(coding: Coding) -> SensitiveLabel | None:
 def strongest(codings: Iterable[Coding]) -> SensitiveLabel | None:
     """The most protective label among ``codings`` (a stay with an opioid dependence and a depression is a
     substance use disorder record), None when none is sensitive."""
-    found = {label for coding in codings if (label := label_of(coding)) is not None}
-    return next((label for label in PROTECTION if label in found), None)
+    return most_protective(*(label_of(coding) for coding in codings))
+
+
+def most_protective(*labels: str | None) -> SensitiveLabel | None:
+    """The most protective of ``labels`` (None among them, or none sensitive: None)."""
+    return next((label for label in PROTECTION if label in labels), None)

@@ -16,7 +16,6 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core import audit, outbox, staff
@@ -26,11 +25,12 @@ from core.consent import linking
 from core.db import utcnow
 from core.encounters.models import Encounter
 from core.patients.models import Patient, PatientIdentifier
+from core.plugins.patients import find_patient, owners_of
 from core.results.models import LabResult
 from core.tasks.automatic import add_task
 from core.tasks.models import Task
 from plugin_sdk import effects as fx
-from plugin_sdk.labels import PROTECTION
+from plugin_sdk.labels import most_protective
 from plugin_sdk.manifest import Manifest
 from plugin_sdk.payloads import PatientRecord, PatientRef
 from tenants.isolation import append
@@ -63,48 +63,8 @@ class EffectRejected(Exception):
         self.index, self.kind, self.reason = index, kind, reason
 
 
-def database_refusal(exc: BaseException) -> str | None:
-    """Why the database refused a record's values (SQLSTATE class 22, a data exception such as a value too long
-    for its column, or 23, an integrity constraint), or None for any other failure (the database itself, to be
-    tried again). asyncpg's errors reach us as plain DBAPIError with the state on the driver's exception."""
-    if not isinstance(exc, DBAPIError):
-        return None
-    orig = exc.orig
-    state = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "__cause__", None), "sqlstate", None)
-    if not isinstance(exc, IntegrityError | DataError) and not (state and str(state)[:2] in ("22", "23")):
-        return None
-    text = str(orig if orig is not None else exc).strip().splitlines()
-    return f"the record would not take this: {text[0][:300] if text else type(exc).__name__}"
-
-
 def actor_for(plugin: str) -> audit.Actor:
     return audit.Actor(user_id=None, roles=(f"plugin:{plugin}",))
-
-
-async def owners_of(session: AsyncSession, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], uuid.UUID]:
-    """The tenant's patients holding these (system, value) identifiers. Asked as ``system IN (...) AND value IN
-    (...)``, which the index on (tenant, system, value) answers whatever the statistics; a list of row values
-    was planned as a scan of the system's every identifier on a table not yet analyzed (0.5 s at 2,000)."""
-    wanted = set(pairs)
-    if not wanted:
-        return {}
-    rows = await session.execute(
-        select(PatientIdentifier.system, PatientIdentifier.value, PatientIdentifier.patient_id).where(
-            PatientIdentifier.system.in_(sorted({s for s, _ in wanted})),
-            PatientIdentifier.value.in_(sorted({v for _, v in wanted})),
-        )
-    )
-    return {(s, v): patient_id for s, v, patient_id in rows if (s, v) in wanted}
-
-
-async def find_patient(session: AsyncSession, ref: PatientRef) -> Patient | None:
-    """The tenant's patient with one of ``ref``'s identifiers (the first of them that one holds)."""
-    pairs = [(i.system, i.value) for i in ref.identifiers]
-    owners = await owners_of(session, pairs)
-    for pair in pairs:
-        if pair in owners:
-            return await session.get(Patient, owners[pair])
-    return None
 
 
 class Applier:
@@ -518,11 +478,6 @@ _KEYED: tuple[tuple[type[Any], str], ...] = (
     (Condition, "condition"),
     (LabResult, "observation"),
 )
-
-
-def most_protective(*labels: str | None) -> str | None:
-    """The most protective of these sensitivity labels (None: none of them)."""
-    return next((label for label in PROTECTION if label in labels), None)
 
 
 def kind_field(effect: fx.Effect) -> str:

@@ -30,8 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from core.db import utcnow
 from core.plugins import invoke
-from core.plugins.effects import Applier, EffectRejected, database_refusal
+from core.plugins.effects import Applier, EffectRejected
 from core.plugins.models import InboundMessageRecord, PluginEnablement
+from core.plugins.outcomes import database_refusal
 from core.plugins.registry import Installed
 from core.plugins.service import config_of, plugin_allowed
 from core.settings import Settings

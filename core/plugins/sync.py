@@ -26,9 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core import audit
 from core.db import utcnow
 from core.plugins import invoke
-from core.plugins.effects import EFFECT_CONTENT_TYPE, Applier, EffectRejected, actor_for, database_refusal
+from core.plugins.effects import EFFECT_CONTENT_TYPE, Applier, EffectRejected, actor_for
 from core.plugins.models import InboundMessageRecord, PluginEnablement
-from core.plugins.outcomes import failed
+from core.plugins.outcomes import database_refusal, failed
 from core.plugins.registry import Installed, registry
 from core.plugins.service import config_of, policies_in
 from core.settings import Settings
