@@ -3,6 +3,9 @@ InboundResult (so a test says exactly which effects a message carries), enabled 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import socket
 import types
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -63,3 +66,17 @@ async def db(settings: Settings, world: World, json_feed: Any) -> AsyncIterator[
             session.add(PluginEnablement(plugin="json_feed", enabled=True, config={}))
     yield maker
     await engine.dispose()
+
+
+async def listening(port: int, task: asyncio.Task[Any] | None = None) -> None:
+    """Wait until a listener started in this loop accepts connections on ``port`` (it first applies what earlier
+    listeners stored, which takes longer on a busy machine); its task's error if it ended instead."""
+    for _ in range(400):
+        if task is not None and task.done():
+            task.result()
+            raise AssertionError("the listener stopped before it listened")
+        with contextlib.closing(socket.socket()) as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"nothing listens on {port}")

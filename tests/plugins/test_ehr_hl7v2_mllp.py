@@ -27,6 +27,7 @@ from core.settings import Settings
 from plugin_sdk.payloads import TenantInfo
 from tenants.context import tenant_context
 from tests.conftest import World
+from tests.plugins.conftest import listening
 
 CORPUS = Path(__file__).parent / "hl7"
 EXPECTED = json.loads((CORPUS / "expected.json").read_text())
@@ -48,7 +49,7 @@ async def feed(settings: Settings, world: World, request: pytest.FixtureRequest)
     port, stop = _port(), asyncio.Event()
     listener = mllp.Feed(db, settings, tenant, plugin, ack=request.param)
     task = asyncio.create_task(mllp.serve(listener, "127.0.0.1", port, stop))
-    await asyncio.sleep(0.1)
+    await listening(port, task)
 
     async def configure(config: dict[str, Any]) -> None:
         await listener.drain()  # with --ack stored: what was acknowledged is applied with the config it came in

@@ -37,6 +37,7 @@ from plugin_sdk.payloads import (
 )
 from tenants.context import tenant_context
 from tests.conftest import World
+from tests.plugins.conftest import listening
 
 SYSTEM = "urn:test:mrn"
 
@@ -121,7 +122,7 @@ async def listener(settings: Settings, world: World, pipe_feed: Any) -> AsyncIte
     tenant = TenantInfo(id=str(world.tenant_a), slug="hospital-a", name="Hospital A", kind="hospital")
     port, stop = _port(), asyncio.Event()
     task = asyncio.create_task(mllp.serve(mllp.Feed(db, settings, tenant, pipe_feed), "127.0.0.1", port, stop))
-    await asyncio.sleep(0.1)
+    await listening(port, task)
     yield port, stop
     stop.set()
     await asyncio.wait_for(task, 5)
@@ -234,7 +235,7 @@ async def test_acknowledged_once_stored_then_applied_in_order(
             session.add(PluginEnablement(plugin="pipe_feed", enabled=True, config={}))
     port, stop = _port(), asyncio.Event()
     task = asyncio.create_task(mllp.serve(_feed(settings, db, world, pipe_feed, "stored"), "127.0.0.1", port, stop))
-    await asyncio.sleep(0.1)
+    await listening(port, task)
     messages = [
         "CTRL=S-1\rPAT=T-90^Ari^Stored^1971-01-01",
         "CTRL=S-2\rREF=T-90\rOBX=2823-3^6.9^critical_high",  # needs S-1 applied first
@@ -291,7 +292,7 @@ async def test_messages_stored_by_a_stopped_listener_are_applied_by_the_next(
 
     port, stop = _port(), asyncio.Event()
     task = asyncio.create_task(mllp.serve(_feed(settings, db, world, pipe_feed, "applied"), "127.0.0.1", port, stop))
-    await asyncio.sleep(0.3)
+    await listening(port, task)  # it applies what was stored before it listens
     stop.set()
     await asyncio.wait_for(task, 10)
     await engine.dispose()
