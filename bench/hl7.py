@@ -160,9 +160,8 @@ async def drive(port: int, run: str, patients: int, connections: int) -> float:
     return len(codes) / elapsed
 
 
-async def wait_applied(settings: Settings, slug: str, expected: int, began: float) -> float:
-    """Messages per second from ``began`` until ``expected`` messages of the run are applied."""
-    engine = make_engine(settings.database_url)
+async def wait_applied(settings: Settings, expected: int, began: float) -> float:
+    """Messages per second from ``began`` until no stored message waits: the ``expected`` of the run applied."""
     statement = text("SELECT count(*) FROM inbound_messages WHERE status = 'received'")  # owner's view: no RLS
     owner = make_engine(settings.owner_database_url)
     try:
@@ -172,7 +171,6 @@ async def wait_applied(settings: Settings, slug: str, expected: int, began: floa
                     return expected / (time.perf_counter() - began)
             await asyncio.sleep(0.02)
     finally:
-        await engine.dispose()
         await owner.dispose()
 
 
@@ -250,7 +248,7 @@ def main() -> None:
                 run = uuid.uuid4().hex[:6].upper()
                 for port in (*ports.values(), floor):  # warm each (imports, pools, the plugin's first read)
                     asyncio.run(drive(port, run + f"W{port}", 4, 1))
-                asyncio.run(wait_applied(settings, slug, 1, time.perf_counter()))
+                asyncio.run(wait_applied(settings, 1, time.perf_counter()))
                 order = ["floor", "applied", "stored"]
                 for name in order[round_ % 3 :] + order[: round_ % 3]:
                     port = floor if name == "floor" else ports[name]
@@ -258,7 +256,7 @@ def main() -> None:
                     cells[name].append(asyncio.run(drive(port, f"{run}{name[0].upper()}", patients, connections)))
                     if name == "stored":
                         sent = 3 * max(1, patients // connections) * connections
-                        cells["caught_up"].append(asyncio.run(wait_applied(settings, slug, sent, began)))
+                        cells["caught_up"].append(asyncio.run(wait_applied(settings, sent, began)))
             base, applied, stored, caught_up = (statistics.median(cells[k]) for k in cells)
             plural = "s" if connections > 1 else " "
             print(f"{connections} connection{plural}: floor (parse + one INSERT + ACK)  {base:8,.0f} msg/s")
